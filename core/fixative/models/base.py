@@ -1,0 +1,128 @@
+"""What every encoder looks like to the rest of Fixative, whatever family it comes from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import FixativeError
+
+
+@dataclass
+class ModelEntry:
+    """A model found on disk (or named by hub id) before it is loaded."""
+
+    family: str  # e.g. "taef2", "taesd", "sd", "sdxl", "sd3", "flux"
+    latent_channels: int
+    source: str  # file path, folder or hub id
+    kind: str  # "tiny" (TAESD layout) or "kl" (AutoencoderKL)
+    decoder: str | None = None  # companion decoder file, when there is one
+    details: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).name if Path(self.source).exists() else self.source
+
+    def as_dict(self) -> dict:
+        return {
+            "family": self.family,
+            "latent_channels": self.latent_channels,
+            "source": self.source,
+            "kind": self.kind,
+            "decoder": self.decoder,
+        }
+
+
+class Encoder(nn.Module):
+    """Maps images (B, 3, H, W, values 0..1) to the latent space a diffusion model trains on.
+
+    ``forward`` returns latents already normalised the way the diffusion model sees them (scaling and
+    shift factors applied), so distances are comparable between families.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        family: str,
+        latent_channels: int,
+        downscale: int,
+        encode: nn.Module,
+        decode: nn.Module | None = None,
+        source: str = "",
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.family = family
+        self.latent_channels = latent_channels
+        self.downscale = downscale
+        self.source = source
+        self.encoder = encode
+        self.decoder = decode
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images.to(self.dtype)).float()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents -> images 0..1 ("what the model sees")."""
+        if self.decoder is None:
+            raise FixativeError(f"{self.name} has no decoder")
+        return self.decoder(latents.to(self.dtype)).float().clamp(0, 1)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "latent_channels": self.latent_channels,
+            "downscale": self.downscale,
+            "source": self.source,
+            "decoder": self.has_decoder,
+        }
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto' picks the fastest device present; an explicit device must exist."""
+    name = str(device or "cpu")
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise FixativeError(f"unknown device {name!r}; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FixativeError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FixativeError("device 'mps' was asked for but is not available; use --device cpu")
+    return dev
+
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[dtype or "fp32"]
+    except KeyError:
+        raise FixativeError(f"unknown precision {dtype!r}; use one of: {', '.join(DTYPES)}") from None

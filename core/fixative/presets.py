@@ -1,0 +1,65 @@
+"""The named presets of the perceptual budget (``--intensity``) and effort (``--quality``).
+
+The numbers live here and only here; README's table is generated from them (see ``fixative presets``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .errors import BadParameterError
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """How much each pixel may change."""
+
+    epsilon: float  # L-infinity bound, in 0..1 units (hard limit)
+    min_mask: float  # share of epsilon left to the flattest areas (texture-aware mask)
+    lpips_budget: float  # LPIPS distance allowed before the penalty starts (Glaze style)
+    lpips_weight: float  # weight of that penalty (0 disables it)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How hard the optimiser works."""
+
+    steps: int
+    eot_samples: int  # random purifications (JPEG/resize/blur/noise) averaged per step
+    step_size: float  # first signed-gradient step, as a share of epsilon
+    coarse_steps: int  # steps spent at half resolution first (coarse-to-fine)
+    early_stop: float  # stop once strength reaches this (1.0 = never)
+
+
+INTENSITIES: dict[str, Intensity] = {
+    "low": Intensity(epsilon=4 / 255, min_mask=0.5, lpips_budget=0.03, lpips_weight=0.0),
+    "default": Intensity(epsilon=8 / 255, min_mask=0.5, lpips_budget=0.05, lpips_weight=0.0),
+    "high": Intensity(epsilon=16 / 255, min_mask=0.5, lpips_budget=0.10, lpips_weight=0.0),
+}
+
+QUALITIES: dict[str, Quality] = {
+    "fast": Quality(steps=8, eot_samples=0, step_size=0.5, coarse_steps=0, early_stop=0.97),
+    "default": Quality(steps=20, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.97),
+    "slow": Quality(steps=48, eot_samples=2, step_size=0.5, coarse_steps=0, early_stop=0.99),
+}
+
+
+def intensity(name: str) -> Intensity:
+    try:
+        return INTENSITIES[name]
+    except KeyError:
+        raise BadParameterError(f"unknown intensity {name!r}; choose one of: {', '.join(INTENSITIES)}") from None
+
+
+def quality(name: str) -> Quality:
+    try:
+        return QUALITIES[name]
+    except KeyError:
+        raise BadParameterError(f"unknown quality {name!r}; choose one of: {', '.join(QUALITIES)}") from None
+
+
+def as_table() -> dict[str, dict[str, dict]]:
+    return {
+        "intensity": {k: asdict(v) for k, v in INTENSITIES.items()},
+        "quality": {k: asdict(v) for k, v in QUALITIES.items()},
+    }

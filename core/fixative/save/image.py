@@ -1,0 +1,137 @@
+"""Writing the protected copy: same size, mode, alpha, ICC and EXIF as the original, plus our metadata.
+
+Never overwrites an input, and refuses to clobber an existing file unless asked.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, PngImagePlugin
+
+from ..errors import BadParameterError, FixativeError
+from ..load.image import METADATA_KEY, Artwork
+
+FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def output_path_for(source: str | Path, out_dir: str | Path | None = None, suffix: str = ".png") -> Path:
+    """``NAME.protected.png`` beside the input, or inside ``out_dir``."""
+    source = Path(source)
+    folder = Path(out_dir) if out_dir else source.parent
+    return folder / f"{source.stem}.protected{suffix}"
+
+
+def to_pil(artwork: Artwork, rgb: torch.Tensor, epsilon: float | None = None) -> Image.Image:
+    """Quantise the protected pixels back into the original mode (alpha re-attached untouched).
+
+    When ``epsilon`` is given, the quantised change is clamped to it in integer steps, so rounding can
+    never push a pixel past the budget.
+    """
+    rgb = rgb.detach().float().cpu().clamp(0, 1)
+    if artwork.bits == 16:
+        scale, dtype = 65535.0, np.uint16
+    else:
+        scale, dtype = 255.0, np.uint8
+    values = (rgb * scale).round()
+    if epsilon is not None:
+        original = (artwork.rgb.float() * scale).round()
+        limit = np.floor(epsilon * scale + 1e-6)
+        values = original + (values - original).clamp(-limit, limit)
+    array = values.clamp(0, scale).permute(1, 2, 0).numpy().astype(dtype)
+    if artwork.grey:
+        grey = array.astype(np.float64).mean(axis=2).round().astype(dtype)
+        if artwork.bits == 16:
+            image = Image.fromarray(grey.astype(np.uint16))
+            if image.mode != "I;16":
+                image = image.convert("I;16")
+        else:
+            image = Image.fromarray(grey.astype(np.uint8), "L")
+            if artwork.alpha is not None:
+                image = Image.merge("LA", (image, Image.fromarray(artwork.alpha)))
+        return image
+    image = Image.fromarray(array, "RGB")
+    if artwork.alpha is not None:
+        image.putalpha(Image.fromarray(artwork.alpha))
+    return image
+
+
+def encode(image: Image.Image, artwork: Artwork, fmt: str, metadata: dict | None, jpeg_quality: int = 95) -> bytes:
+    """The file bytes, with ICC, EXIF and Fixative metadata embedded the way each format allows."""
+    meta_json = json.dumps(metadata, sort_keys=True) if metadata else None
+    kwargs: dict = {}
+    if artwork.icc_profile:
+        kwargs["icc_profile"] = artwork.icc_profile
+    if artwork.exif:
+        kwargs["exif"] = artwork.exif
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        if meta_json:
+            info.add_itxt(METADATA_KEY, meta_json)
+        kwargs["pnginfo"] = info
+    elif fmt == "JPEG":
+        if image.mode in ("RGBA", "LA"):
+            image = image.convert("RGB" if image.mode == "RGBA" else "L")
+        if image.mode == "I;16":
+            raise BadParameterError("16-bit images cannot be saved as JPEG; use PNG or TIFF")
+        kwargs.update(quality=jpeg_quality, subsampling=0)
+        if meta_json:
+            kwargs["comment"] = b"fixative:" + meta_json.encode()
+    elif fmt == "WEBP":
+        kwargs.update(quality=jpeg_quality)
+        if meta_json:
+            kwargs["xmp"] = (
+                '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                f'<rdf:Description fixative:json="{html.escape(meta_json, quote=True)}" '
+                'xmlns:fixative="https://fixative.invalid/ns/1.0/"/></rdf:RDF></x:xmpmeta>'
+            ).encode()
+    elif fmt == "TIFF":
+        kwargs.pop("exif", None)
+        if meta_json:
+            kwargs["description"] = "fixative:" + meta_json
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def save_image(
+    image: Image.Image,
+    artwork: Artwork,
+    path: str | Path,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+    inputs: list[str | Path] = (),
+    jpeg_quality: int = 95,
+) -> Path:
+    """Write atomically (temp file + rename): a crash never leaves half a file or loses the original."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise BadParameterError(f"{path.name}: unsupported output type {path.suffix!r}; use .png, .jpg, .webp or .tif")
+    resolved = path.resolve()
+    for source in list(inputs) + ([artwork.source] if artwork.source else []):
+        try:
+            if Path(source).exists() and Path(source).resolve() == resolved:
+                raise FixativeError(f"{path}: refusing to overwrite an input image; choose another output name")
+        except OSError:
+            continue
+    if path.exists() and not overwrite:
+        raise FixativeError(f"{path}: already exists (use --overwrite to replace it)")
+    data = encode(image, artwork, fmt, metadata, jpeg_quality)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

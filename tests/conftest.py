@@ -1,0 +1,76 @@
+"""Shared fixtures: real data from ../shared (never copied into the repo), tiny random diffusers models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FIXATIVE_SHARED", ROOT.parent / "shared"))
+TAESD_DIR = SHARED / "models" / "taesd"
+IMAGES = SHARED / "images"
+
+os.environ.setdefault("FIXATIVE_MODELS", str(SHARED / "models"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def taef2_path() -> Path:
+    return _need(TAESD_DIR / "taef2_encoder.pth")
+
+
+@pytest.fixture(scope="session")
+def taef2(taef2_path):
+    from fixative.models import load_encoders
+
+    return load_encoders([str(taef2_path)], device="cpu")[0]
+
+
+@pytest.fixture(scope="session")
+def artwork_path() -> Path:
+    return _need(IMAGES / "hokusai_great_wave.jpg")
+
+
+@pytest.fixture(scope="session")
+def small_artwork(artwork_path):
+    """The Great Wave at 256 px on its long side, as a PIL image."""
+    from PIL import Image
+
+    image = Image.open(artwork_path).convert("RGB")
+    image.thumbnail((256, 256))
+    return image
+
+
+@pytest.fixture(scope="session")
+def anchor_path() -> Path:
+    return _need(IMAGES / "photo_chelsea.png")
+
+
+def tiny_kl_config(latent_channels: int = 4) -> dict:
+    return dict(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[32, 32], layers_per_block=1,
+        latent_channels=latent_channels, norm_num_groups=32, sample_size=32,
+    )
+
+
+@pytest.fixture
+def tiny_kl(tmp_path):
+    """A tiny random diffusers AutoencoderKL saved as a diffusers folder; returns (folder, model)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    model = AutoencoderKL(**tiny_kl_config())
+    folder = tmp_path / "tiny-vae"
+    model.save_pretrained(folder)
+    return folder, model
