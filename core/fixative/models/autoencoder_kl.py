@@ -109,6 +109,12 @@ class AutoencoderKLFamily:
     name = "autoencoder-kl"
 
     def probe(self, path: Path) -> ModelEntry | None:
+        entry = self._probe(path)
+        if entry is not None:
+            entry.details["loader"] = self.name
+        return entry
+
+    def _probe(self, path: Path) -> ModelEntry | None:
         if path.is_dir():
             for folder in (path / "vae", path):
                 cfg = folder / "config.json"

@@ -16,13 +16,16 @@ class TinyAutoencoderFamily:
     name = "taesd"
 
     def probe(self, path: Path) -> ModelEntry | None:
+        entry = None
         if path.is_file() and path.suffix in (".pth", ".pt", ".safetensors"):
-            return taesd.probe(path)
-        if path.is_dir():  # diffusers AutoencoderTiny folder
+            entry = taesd.probe(path)
+        elif path.is_dir():  # diffusers AutoencoderTiny folder
             file = path / "diffusion_pytorch_model.safetensors"
             if file.is_file() and (path / "config.json").is_file():
-                return taesd.probe(file)
-        return None
+                entry = taesd.probe(file)
+        if entry is not None:
+            entry.details["loader"] = self.name
+        return entry
 
     def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
         return None
