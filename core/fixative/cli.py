@@ -95,6 +95,10 @@ def cmd_protect(args: argparse.Namespace) -> int:
     for out in planned:
         if out.exists() and not args.overwrite:
             raise FixativeError(f"{out}: already exists (use --overwrite to replace it)")
+    if getattr(args, "server", None):
+        from .client import protect_on_server
+
+        return protect_on_server(args, inputs, planned)
     show = not args.quiet and sys.stderr.isatty() or args.progress
     on_step, close_bar = _progress_bars(show)
     reports, failures = [], 0
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="run a quick check after protecting and print the verdict")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--server", metavar="URL", help="run on a `fixative serve` engine (URL, or 'auto' for this machine's)")
     p.set_defaults(func=cmd_protect)
 
     m = sub.add_parser("models", help="list the encoders Fixative can find")
