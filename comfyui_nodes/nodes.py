@@ -1,0 +1,403 @@
+"""The Fixative nodes: Protect Image, Load Protection Encoder, Check Protection, Concept Poison Caption.
+
+ComfyUI passes IMAGE as float tensors [B, H, W, C] in 0..1 and MASK as [B, H, W] (1 = selected), runs
+every node under ``torch.inference_mode()``, reports progress through ``comfy.utils.ProgressBar`` and
+signals Cancel through ``comfy.model_management``. These nodes keep to all of that; ComfyUI modules are
+only touched inside the node functions (see ``host.py``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import host
+from .vae_encoder import encoder_from_vae, trainable
+
+CATEGORY = "Fixative"
+ENCODER_TYPE = "FIXATIVE_ENCODER"  # a list of fixative.models.Encoder: several chained = an ensemble
+METHODS = ["style", "concept", "edit"]
+MODEL_FOLDERS = ("vae_approx", "vae", "checkpoints")
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+def _presets() -> tuple[list[str], list[str]]:
+    from fixative.presets import INTENSITIES, QUALITIES
+
+    return list(INTENSITIES), list(QUALITIES)
+
+
+def _fail(message: str):
+    from fixative.errors import BadParameterError
+
+    return BadParameterError(message)
+
+
+def _rgb(images: torch.Tensor, index: int) -> torch.Tensor:
+    """Image ``index`` of a ComfyUI batch (wrapping round, as ComfyUI repeats short batches) as (3, H, W)."""
+    return images[index % images.shape[0], ..., :3].permute(2, 0, 1).float().contiguous()
+
+
+def _mask_for(mask: torch.Tensor | None, index: int, height: int, width: int) -> torch.Tensor | None:
+    """ComfyUI MASK ([B, H, W] or [H, W], 1 = selected) -> (H, W) in 0..1 the size of the image."""
+    if mask is None:
+        return None
+    m = mask.float()
+    if m.ndim == 2:
+        m = m[None]
+    m = m[index % m.shape[0]]
+    if tuple(m.shape) != (height, width):
+        m = F.interpolate(m[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return m.clamp(0, 1).contiguous()
+
+
+def _quantised(rgb: torch.Tensor) -> torch.Tensor:
+    return (rgb * 255).round() / 255
+
+
+def _default_encoders(device: torch.device, dtype: torch.dtype):
+    """The best encoder in ComfyUI's own model folders: a tiny TAESD on the CPU, a full VAE on a GPU."""
+    from fixative.models import load_encoders
+    from fixative.models.discovery import probe
+
+    entries = []
+    for folder in ("vae_approx", "vae"):
+        for name in host.filename_list(folder):
+            if "decoder" in Path(name).stem:
+                continue
+            path = host.full_path(folder, name)
+            entry = probe(Path(path)) if path else None
+            if entry is not None and entry.kind in ("tiny", "kl"):
+                entries.append(entry)
+    if not entries:  # Fixative's own search path, or its one-line "how to get a model" error
+        return load_encoders(None, device=device, dtype=dtype)
+    prefer_tiny = device.type == "cpu"
+    entries.sort(key=lambda e: ((e.kind == "tiny") != prefer_tiny, e.decoder is None, e.source))
+    return load_encoders([entries[0]], device=device, dtype=dtype)
+
+
+def _encoders(vae, encoder, device: torch.device, dtype: torch.dtype, with_decoder: bool) -> list:
+    """The VAE on the wire first, then any chained encoders; ComfyUI's model folders when neither is given."""
+    found = []
+    if vae is not None:
+        found.append(encoder_from_vae(vae, device, dtype, with_decoder=with_decoder))
+    for item in encoder or []:
+        found.append(trainable(item))
+    if not found:
+        found = [trainable(e) for e in _default_encoders(device, dtype)]
+    return found
+
+
+def _make_room(encoders: list, device: torch.device, pixels: int) -> None:
+    """Ask ComfyUI to unload what it must so the optimisation fits (a tile of 512 px at most)."""
+    weights = sum(p.numel() * p.element_size() for e in encoders for p in e.parameters())
+    per_pixel = sum(1536 if "ta" in e.family else 6144 for e in encoders)
+    host.make_room(device, 2 * weights + min(pixels, 512 * 512) * per_pixel)
+
+
+def _summary(reports: list[dict], method: str, intensity: str) -> str:
+    strengths = [r["strength"] for r in reports]
+    psnr = [r["perceptual"]["psnr_db"] for r in reports]
+    low, high = min(strengths), max(strengths)
+    span = f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
+    return (f"protected {len(reports)} image(s) with {method} ({intensity}): strength {span}, "
+            f"L-inf {reports[0]['budget']['epsilon_255']:g}/255, PSNR >= {min(psnr):.1f} dB")
+
+
+class ProtectImage:
+    """Protect images against style mimicry / concept poisoning / edits, right before Save Image."""
+
+    DESCRIPTION = ("Adds an invisible perturbation that moves what a diffusion model's encoder sees toward a "
+                   "target. Connect your model's VAE to protect in its own latent space.")
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
+        intensities, qualities = _presets()
+        return {
+            "required": {
+                "image": ("IMAGE",),
+                "method": (METHODS, {"default": "style", "tooltip": "style: cloak the style; concept: poison "
+                                     "the concept (needs a target anchor image); edit: shield from edits"}),
+                "intensity": (intensities, {"default": "default", "tooltip": "how much a pixel may change"}),
+                "quality": (qualities, {"default": "default", "tooltip": "how hard the optimiser works"}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX}),
+            },
+            "optional": {
+                "vae": ("VAE", {"tooltip": "protect in this VAE's latent space (TAESD or AutoencoderKL)"}),
+                "encoder": (ENCODER_TYPE, {"tooltip": "encoders from Load Protection Encoder (an ensemble)"}),
+                "target": ("IMAGE", {"tooltip": "style image, concept anchor image, or edit target"}),
+                "mask": ("MASK", {"tooltip": "where the perturbation may go (1 = allowed)"}),
+                "concept": ("STRING", {"default": "", "tooltip": "concept poison: the caption it keeps"}),
+                "steps": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "0 = as the preset"}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "STRING")
+    RETURN_NAMES = ("image", "report")
+    FUNCTION = "protect"
+    CATEGORY = CATEGORY
+
+    def protect(self, image, method, intensity, quality, seed, vae=None, encoder=None, target=None, mask=None,
+                concept="", steps=0):
+        import fixative
+        from fixative.errors import Cancelled
+        from fixative.presets import quality as quality_preset
+
+        if method == "concept" and target is None:
+            raise _fail("concept poison needs an anchor image of the other concept: connect it to 'target'")
+        device, dtype = host.device_and_dtype()
+        per_image = int(steps) or quality_preset(quality).steps
+        batch, height, width = image.shape[0], image.shape[1], image.shape[2]
+        reports = []
+        with host.released_memory(), host.gradients_allowed():
+            pixels = image.detach().float().cpu().clone()  # an ordinary tensor, not an inference one
+            out = pixels.clone()
+            encoders = _encoders(vae, encoder, device, dtype, with_decoder=False)
+            _make_room(encoders, device, height * width)
+            bar = host.progress_bar(batch * per_image)
+            for b in range(batch):
+                rgb = _rgb(pixels, b)
+
+                def on_step(done: int, total: int, info: dict, offset: int = b * per_image) -> None:
+                    bar.update_absolute(offset + round(per_image * min(done, total) / max(total, 1)))
+
+                try:
+                    result = fixative.protect(
+                        rgb, method, intensity=intensity, quality=quality, models=encoders,
+                        target=None if target is None else _rgb(target.detach().cpu().clone(), b),
+                        concept=concept.strip() or None, mask=_mask_for(mask, b, height, width),
+                        steps=int(steps) or None, device=device, dtype=dtype, seed=int(seed),
+                        progress=on_step, cancel=host.interrupted)
+                except Cancelled:
+                    host.model_management().throw_exception_if_processing_interrupted()
+                    raise host.interrupt_error() from None
+                # The engine quantises to 8 bits against the rounded original; apply its change to the
+                # float pixels so nothing moves outside the mask and the change stays inside the budget.
+                change = result.rgb - _quantised(rgb)
+                out[b, ..., :3] = (rgb + change).clamp(0, 1).permute(1, 2, 0)
+                report = dict(result.report)
+                report.pop("source", None)
+                reports.append(report)
+                bar.update_absolute((b + 1) * per_image)
+            del encoders
+        text = json.dumps({"summary": _summary(reports, method, intensity), "images": reports}, indent=2,
+                          default=str)
+        return (out, text)
+
+
+class LoadProtectionEncoder:
+    """An encoder from ComfyUI's vae, vae_approx or checkpoints folder; chain several for an ensemble."""
+
+    DESCRIPTION = "Loads an image encoder for Protect Image and Check Protection; chain several = ensemble."
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802
+        choices = []
+        for folder in MODEL_FOLDERS:
+            for name in host.filename_list(folder):
+                if folder == "vae_approx" and "decoder" in Path(name).stem:
+                    continue  # TAESD decoders are found next to their encoders
+                choices.append(f"{folder}/{name}")
+        return {"required": {"model": (choices,)}, "optional": {"encoder": (ENCODER_TYPE,)}}
+
+    RETURN_TYPES = (ENCODER_TYPE,)
+    RETURN_NAMES = ("encoder",)
+    FUNCTION = "load"
+    CATEGORY = CATEGORY
+
+    def load(self, model, encoder=None):
+        from fixative.models import load_encoders
+
+        folder, _, name = model.partition("/")
+        path = host.full_path(folder, name) if folder in MODEL_FOLDERS else None
+        if path is None:
+            raise _fail(f"{model}: not found in ComfyUI's {folder or 'model'} folder")
+        device, dtype = host.device_and_dtype()
+        with torch.inference_mode(False):  # weights that autograd may use later
+            loaded = load_encoders([path], device=device, dtype=dtype)
+        return (list(encoder or []) + [trainable(e) for e in loaded],)
+
+
+def _engine_check():
+    """``fixative.check(...)`` when this Fixative has it and it takes what we pass, else None."""
+    import fixative
+
+    fn = getattr(fixative, "check", None)
+    if fn is not None and not callable(fn):
+        fn = getattr(fn, "check", None)
+    if not callable(fn):
+        return None
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    return fn if {"original", "models"} <= set(params) else None
+
+
+def _as_dict(result) -> dict:
+    if isinstance(result, dict):
+        return result
+    for attr in ("report", "as_dict", "to_dict"):
+        value = getattr(result, attr, None)
+        value = value() if callable(value) else value
+        if isinstance(value, dict):
+            return value
+    return {"result": str(result)}
+
+
+@torch.no_grad()
+def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encoders: list, seed: int) -> dict:
+    """What can be measured without the protection's target: perceptual cost, and how far each
+    encoder's features moved compared with random noise of the same L-infinity size."""
+    from fixative import features
+    from fixative.check.measures import perceptual
+
+    if original is None:
+        return {"notes": ["connect the original image to measure the change and how far the features moved"]}
+    if original.shape != protected.shape:
+        raise _fail(f"original is {tuple(original.shape[1:])} but the image is {tuple(protected.shape[1:])}")
+    linf = float((protected - original).abs().max())
+    generator = torch.Generator().manual_seed(seed)
+    noise = (torch.randint(0, 2, original.shape, generator=generator).float() * 2 - 1) * linf
+    noisy = _quantised((original + noise).clamp(0, 1))
+    per_encoder = []
+    for encoder in encoders:
+        dev = encoder.device
+        o = features.encode(encoder, original[None].to(dev))
+        p = features.encode(encoder, protected[None].to(dev))
+        n = features.encode(encoder, noisy[None].to(dev))
+        moved, baseline = features.distance(p, o), features.distance(n, o)
+        per_encoder.append({"name": encoder.name, "family": encoder.family, "feature_shift": round(moved, 6),
+                            "noise_shift": round(baseline, 6),
+                            "vs_noise": round(moved / baseline, 3) if baseline > 0 else None})
+    ratios = [e["vs_noise"] for e in per_encoder if e["vs_noise"] is not None]
+    weakest = min(ratios) if ratios else 0.0
+    verdict = ("protected" if weakest >= 3 else "weakly protected" if weakest >= 1.5 else "not protected")
+    return {"perceptual": perceptual(original, protected), "encoders": per_encoder, "verdict": verdict,
+            "notes": ["vs_noise: feature shift divided by that of random noise of the same L-inf; "
+                      "protected >= 3, weakly protected >= 1.5 (strength toward the target is in the "
+                      "Protect Image report)"]}
+
+
+def _latent_picture(latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The first three latent channels stretched to 0..1: a picture of the features without a decoder."""
+    z = latents[:, :3].float()
+    if z.shape[1] < 3:
+        z = z.repeat(1, 3, 1, 1)[:, :3]
+    low = z.amin(dim=(2, 3), keepdim=True)
+    high = z.amax(dim=(2, 3), keepdim=True)
+    z = (z - low) / (high - low).clamp_min(1e-6)
+    return F.interpolate(z, size=(height, width), mode="nearest")
+
+
+class CheckProtection:
+    """Measure a protected image and show what the model's encoder sees in it."""
+
+    DESCRIPTION = "Reports how well an image is protected and decodes what the diffusion model sees."
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802
+        return {"required": {"image": ("IMAGE",)},
+                "optional": {"original": ("IMAGE",), "vae": ("VAE",), "encoder": (ENCODER_TYPE,)}}
+
+    RETURN_TYPES = ("STRING", "IMAGE")
+    RETURN_NAMES = ("report", "model_sees")
+    FUNCTION = "check"
+    CATEGORY = CATEGORY
+
+    def check(self, image, original=None, vae=None, encoder=None):
+        device, dtype = host.device_and_dtype()
+        batch, height, width = image.shape[0], image.shape[1], image.shape[2]
+        reports, seen = [], []
+        with host.released_memory(), torch.inference_mode(False):
+            pixels = image.detach().float().cpu().clone()
+            originals = None if original is None else original.detach().float().cpu().clone()
+            encoders = _encoders(vae, encoder, device, dtype, with_decoder=True)
+            engine = _engine_check()
+            bar = host.progress_bar(batch)
+            for b in range(batch):
+                if host.interrupted():
+                    host.model_management().throw_exception_if_processing_interrupted()
+                    raise host.interrupt_error()
+                protected = _rgb(pixels, b)
+                before = None if originals is None else _rgb(originals, b)
+                report, fallback_note = None, None
+                if engine is not None:
+                    try:
+                        report = _as_dict(engine(protected, original=before, models=encoders))
+                        report["measured_by"] = "fixative.check"
+                    except (TypeError, AttributeError) as exc:  # an engine whose check API differs
+                        fallback_note = f"fixative.check could not be used here ({exc}); measured directly"
+                if report is None:
+                    report = _feature_check(protected, before, encoders, seed=b)
+                    report["measured_by"] = "fixative.features"
+                    if fallback_note:
+                        report.setdefault("notes", []).append(fallback_note)
+                reports.append(report)
+                seen.append(self._model_sees(protected, encoders, height, width))
+                bar.update_absolute(b + 1)
+        text = json.dumps({"images": reports} if batch > 1 else reports[0], indent=2, default=str)
+        return (text, torch.cat(seen).permute(0, 2, 3, 1).contiguous())
+
+    @staticmethod
+    @torch.no_grad()
+    def _model_sees(protected: torch.Tensor, encoders: list, height: int, width: int) -> torch.Tensor:
+        chosen = next((e for e in encoders if e.has_decoder), encoders[0])
+        latents = chosen(protected[None].to(chosen.device))
+        if chosen.has_decoder:
+            picture = chosen.decode(latents).float()
+            if picture.shape[-2:] != (height, width):
+                picture = F.interpolate(picture, size=(height, width), mode="bilinear", align_corners=False)
+            return picture.clamp(0, 1).cpu()
+        return _latent_picture(latents, height, width).cpu()
+
+
+class ConceptPoisonCaption:
+    """The caption a concept-poisoned image is published with: what it shows, not what it poisons toward."""
+
+    DESCRIPTION = ("Caption for dataset pipelines: concept poison keeps the image's own caption while its "
+                   "features point at another concept, so training on the pair teaches the wrong link.")
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802
+        return {
+            "required": {
+                "concept": ("STRING", {"default": "", "tooltip": "what the image shows, e.g. 'a dog'"}),
+                "template": ("STRING", {"default": "a picture of {concept}", "multiline": False}),
+            },
+            "optional": {"tags": ("STRING", {"default": "", "tooltip": "extra comma-separated tags"})},
+        }
+
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("caption",)
+    FUNCTION = "caption"
+    CATEGORY = CATEGORY
+
+    def caption(self, concept, template="a picture of {concept}", tags=""):
+        concept = " ".join(concept.split())
+        if not concept:
+            raise _fail("give the concept the image shows (the caption it will be trained with)")
+        if "{concept}" not in template:
+            raise _fail("the caption template must contain {concept}")
+        text = template.replace("{concept}", concept).strip()
+        extra = [t.strip() for t in tags.split(",") if t.strip()]
+        return (", ".join([text, *extra]),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "FixativeProtectImage": ProtectImage,
+    "FixativeLoadProtectionEncoder": LoadProtectionEncoder,
+    "FixativeCheckProtection": CheckProtection,
+    "FixativeConceptPoisonCaption": ConceptPoisonCaption,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FixativeProtectImage": "Protect Image (Fixative)",
+    "FixativeLoadProtectionEncoder": "Load Protection Encoder (Fixative)",
+    "FixativeCheckProtection": "Check Protection (Fixative)",
+    "FixativeConceptPoisonCaption": "Concept Poison Caption (Fixative)",
+}
