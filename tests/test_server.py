@@ -10,14 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
 from fixative.server import ServerSettings, ensure_token, start_in_thread
+from PIL import Image
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -65,11 +63,18 @@ def auth(server) -> dict:
     return {"Authorization": f"Bearer {server.token}"}
 
 
-def submit(server, data: bytes, options: dict | None = None, filename: str = "art.png", **files) -> requests.Response:
+def submit(
+    server, data: bytes, options: dict | None = None, filename: str = "art.png", **files
+) -> requests.Response:
     parts = {"file": (filename, data)}
     parts.update({name: (name, content) for name, content in files.items()})
-    return requests.post(f"{server.url}/jobs", headers=auth(server), files=parts,
-                         data={"options": json.dumps(options or {})}, timeout=30)
+    return requests.post(
+        f"{server.url}/jobs",
+        headers=auth(server),
+        files=parts,
+        data={"options": json.dumps(options or {})},
+        timeout=30,
+    )
 
 
 def wait(server, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> list[dict]:
@@ -133,7 +138,9 @@ def test_result_equals_in_process_protect(server, wave96, taef2_path):
 def test_progress_events_stream_to_the_end(server, wave96):
     job_id = submit(server, png_bytes(wave96), {"quality": "fast", "steps": 3}).json()["id"]
     events = []
-    with requests.get(f"{server.url}/jobs/{job_id}/events", headers=auth(server), stream=True, timeout=60) as stream:
+    with requests.get(
+        f"{server.url}/jobs/{job_id}/events", headers=auth(server), stream=True, timeout=60
+    ) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines(decode_unicode=True):
             if line.startswith("data: "):
@@ -171,7 +178,9 @@ def test_twenty_concurrent_jobs_are_neither_lost_nor_mixed_up(server, artwork_pa
             crop = source.crop((index, 0, index + width, 48))
             name = f"job{index}.png"
             try:
-                response = submit(server, png_bytes(crop), {"quality": "fast", "steps": 1, "seed": index}, name)
+                response = submit(
+                    server, png_bytes(crop), {"quality": "fast", "steps": 1, "seed": index}, name
+                )
                 assert response.status_code == 202, response.text
                 job_id = response.json()["id"]
                 assert wait(server, job_id, timeout=120, poll=0.1)[-1]["state"] == "done"
@@ -242,7 +251,9 @@ def test_full_queue_is_429(server, wave96):
         refused = submit(server, data, {"quality": "fast", "steps": 1})
         assert refused.status_code == 429 and "queue is full" in refused.json()["error"]
         assert refused.headers["retry-after"]
-        cancelled = requests.post(f"{server.url}/jobs/{waiting.json()['id']}/cancel", headers=auth(server)).json()
+        cancelled = requests.post(
+            f"{server.url}/jobs/{waiting.json()['id']}/cancel", headers=auth(server)
+        ).json()
         assert cancelled["state"] == "cancelled"  # a queued job ends at once
         requests.post(f"{server.url}/jobs/{running}/cancel", headers=auth(server))
         assert wait(server, running)[-1]["state"] == "cancelled"
@@ -251,7 +262,9 @@ def test_full_queue_is_429(server, wave96):
 
 
 def test_job_without_polls_is_dropped_when_its_lease_ends(server, wave96):
-    job_id = submit(server, png_bytes(wave96), {"quality": "fast", "steps": 500, "lease_seconds": 0.5}).json()["id"]
+    job_id = submit(
+        server, png_bytes(wave96), {"quality": "fast", "steps": 500, "lease_seconds": 0.5}
+    ).json()["id"]
     time.sleep(2.0)  # nobody asks about the job meanwhile
     state = server.manager.status(job_id, touch=False)
     assert state["state"] == "cancelled" and "no client" in state["error"]
@@ -273,8 +286,9 @@ def test_python_client_protects_cancels_and_explains(server, wave96, tmp_path, t
     path = tmp_path / "wave.png"
     wave96.save(path)
     calls = []
-    written, report = client.protect_file(path, quality="fast", steps=2, seed=1,
-                                          progress=lambda done, total, info: calls.append((done, total)))
+    written, report = client.protect_file(
+        path, quality="fast", steps=2, seed=1, progress=lambda done, total, info: calls.append((done, total))
+    )
     assert written == tmp_path / "wave.protected.png" and report["steps"] == 2
     assert calls and calls[-1] == (2, 2)
     local = fixative.protect(wave96, models=[str(taef2_path)], quality="fast", steps=2, seed=1)
@@ -305,8 +319,24 @@ def test_cli_protect_with_server(server, wave96, tmp_path):
     path = tmp_path / "art.png"
     wave96.save(path)
     out = tmp_path / "art.protected.png"
-    assert main(["protect", str(path), "--server", server.url, "--quality", "fast", "--steps", "1", "-q",
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "protect",
+                str(path),
+                "--server",
+                server.url,
+                "--quality",
+                "fast",
+                "--steps",
+                "1",
+                "-q",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     assert Image.open(out).size == wave96.size
     assert json.loads((tmp_path / "r.json").read_text())["output"] == str(out)
     assert main(["protect", str(path), "--server", server.url, "--steps", "1", "-q"]) == 2  # never overwrites
@@ -324,17 +354,29 @@ def test_serve_ready_line_discovery_and_stop(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("FIXATIVE_CONFIG_DIR", str(tmp_path))
     env = dict(os.environ)
-    command = [sys.executable, "-m", "fixative", "serve", "--port", "0", "--ready-line", "--no-preload",
-               "--log-level", "warning"]
+    command = [
+        sys.executable,
+        "-m",
+        "fixative",
+        "serve",
+        "--port",
+        "0",
+        "--ready-line",
+        "--no-preload",
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert line.startswith("FIXATIVE_READY "), (line, process.stderr.read() if process.poll() else "")
-        ready = json.loads(line[len("FIXATIVE_READY "):])
+        ready = json.loads(line[len("FIXATIVE_READY ") :])
         info = json.loads((tmp_path / "server.json").read_text())
         assert info["url"] == ready["url"] and info["pid"] == ready["pid"] == process.pid
         token = (tmp_path / "token").read_text().strip()
-        health = requests.get(ready["url"] + "/health", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        health = requests.get(
+            ready["url"] + "/health", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
         assert health.status_code == 200
         assert main(["serve", "--stop"]) == 0
         assert "stopped" in capsys.readouterr().out

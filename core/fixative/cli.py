@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true", help="run a quick check after protecting and print the verdict")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     p.add_argument("-q", "--quiet", action="store_true")
-    p.add_argument("--server", metavar="URL", help="run on a `fixative serve` engine (URL, or 'auto' for this machine's)")
+    p.add_argument("--server", metavar="URL", help="run on a `fixative serve` engine (its URL, or 'auto')")
     p.set_defaults(func=cmd_protect)
 
     m = sub.add_parser("models", help="list the encoders Fixative can find")

@@ -111,7 +111,9 @@ def _image_bytes(image) -> tuple[bytes, str]:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         return buffer.getvalue(), "image.png"
-    raise FixativeError(f"cannot send an object of type {type(image).__name__}; give a path, bytes or PIL image")
+    raise FixativeError(
+        f"cannot send an object of type {type(image).__name__}; give a path, bytes or PIL image"
+    )
 
 
 class Client:
@@ -121,8 +123,10 @@ class Client:
         if url in (None, "", "auto"):
             info = read_server_info()
             if info is None:
-                raise ServerNotRunning("no Fixative engine is running on this machine (start one with "
-                                       "`fixative serve`, or pass its URL)")
+                raise ServerNotRunning(
+                    "no Fixative engine is running on this machine (start one with "
+                    "`fixative serve`, or pass its URL)"
+                )
             url = info["url"]
         self.url = str(url).rstrip("/")
         self.token = token if token is not None else read_token()
@@ -142,8 +146,9 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs) -> requests.Response:
         try:
-            response = self.session.request(method, self.url + path, timeout=kwargs.pop("timeout", self.timeout),
-                                             **kwargs)
+            response = self.session.request(
+                method, self.url + path, timeout=kwargs.pop("timeout", self.timeout), **kwargs
+            )
         except requests.ConnectionError:
             raise ServerNotRunning(f"no Fixative engine answers at {self.url}") from None
         except requests.Timeout:
@@ -166,7 +171,7 @@ class Client:
         return self._call("GET", "/models").json()
 
     def submit(self, image, *, target=None, mask=None, filename: str | None = None, **options) -> str:
-        """Queue a job (options as for ``fixative.protect``, plus format/check/lease_seconds); returns its id."""
+        """Queue a job; returns its id. Options as in ``fixative.protect``, plus format, check, lease."""
         data, name = _image_bytes(image)
         files = {"file": (filename or name, data, "application/octet-stream")}
         if target is not None:
@@ -174,8 +179,13 @@ class Client:
         if mask is not None:
             files["mask"] = ("mask", _mask_bytes(mask), "application/octet-stream")
         options = {k: v for k, v in options.items() if v is not None}
-        response = self._call("POST", "/jobs", files=files, data={"options": json.dumps(options)},
-                              timeout=max(self.timeout, 120.0))
+        response = self._call(
+            "POST",
+            "/jobs",
+            files=files,
+            data={"options": json.dumps(options)},
+            timeout=max(self.timeout, 120.0),
+        )
         return response.json()["id"]
 
     def status(self, job_id: str) -> dict:
@@ -183,8 +193,9 @@ class Client:
 
     def result(self, job_id: str) -> ServerResult:
         data = self._call("GET", f"/jobs/{job_id}/result", timeout=max(self.timeout, 120.0)).json()
-        return ServerResult(base64.b64decode(data["image_base64"]), data["format"], data["report"], data.get("check"),
-                            job_id)
+        return ServerResult(
+            base64.b64decode(data["image_base64"]), data["format"], data["report"], data.get("check"), job_id
+        )
 
     def cancel(self, job_id: str) -> dict:
         return self._call("POST", f"/jobs/{job_id}/cancel").json()
@@ -192,8 +203,14 @@ class Client:
     def delete(self, job_id: str) -> None:
         self._call("DELETE", f"/jobs/{job_id}")
 
-    def wait(self, job_id: str, progress: Callable[[int, int, dict], None] | None = None,
-             cancel: Callable[[], bool] | None = None, poll: float = 0.25, timeout: float | None = None) -> dict:
+    def wait(
+        self,
+        job_id: str,
+        progress: Callable[[int, int, dict], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        poll: float = 0.25,
+        timeout: float | None = None,
+    ) -> dict:
         """Follow a job to its end; returns its final status. Raises JobFailed / JobCancelled."""
         deadline = None if timeout is None else time.monotonic() + timeout
         last_step = None
@@ -223,9 +240,16 @@ class Client:
                 pass
             raise
 
-    def protect(self, image, *, progress: Callable[[int, int, dict], None] | None = None,
-                cancel: Callable[[], bool] | None = None, poll: float = 0.25, keep: bool = False,
-                **options) -> ServerResult:
+    def protect(
+        self,
+        image,
+        *,
+        progress: Callable[[int, int, dict], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        poll: float = 0.25,
+        keep: bool = False,
+        **options,
+    ) -> ServerResult:
         """Submit, wait, fetch. ``progress(done, total, status)`` as in ``fixative.protect``.
 
         The job is deleted on the engine afterwards unless ``keep``.
@@ -243,8 +267,9 @@ class Client:
                 except ServerError:
                     pass
 
-    def protect_file(self, path: str | Path, out: str | Path | None = None, overwrite: bool = False,
-                     **options) -> tuple[Path, dict]:
+    def protect_file(
+        self, path: str | Path, out: str | Path | None = None, overwrite: bool = False, **options
+    ) -> tuple[Path, dict]:
         """Like ``fixative.protect_file`` but on the engine: writes ``NAME.protected.png`` (or ``out``)."""
         from .save import output_path_for
 
@@ -277,10 +302,22 @@ def protect_on_server(args, inputs: list[Path], planned: list[Path]) -> int:
     import sys
 
     client = Client(None if args.server == "auto" else args.server)
-    options = dict(method=args.method, intensity=args.intensity, quality=args.quality, models=args.model or None,
-                   concept=args.concept, anchor=args.anchor, style=args.style, pattern=args.pattern,
-                   pipeline=args.pipeline, seed=args.seed, dtype=args.precision, steps=args.steps,
-                   optimizer=args.optimizer, check=bool(args.verify))
+    options = dict(
+        method=args.method,
+        intensity=args.intensity,
+        quality=args.quality,
+        models=args.model or None,
+        concept=args.concept,
+        anchor=args.anchor,
+        style=args.style,
+        pattern=args.pattern,
+        pipeline=args.pipeline,
+        seed=args.seed,
+        dtype=args.precision,
+        steps=args.steps,
+        optimizer=args.optimizer,
+        check=bool(args.verify),
+    )
     reports, failures = [], 0
     for source, out in zip(inputs, planned, strict=True):
         try:
@@ -293,8 +330,10 @@ def protect_on_server(args, inputs: list[Path], planned: list[Path]) -> int:
             reports.append(report)
             if not args.quiet:
                 p = report["perceptual"]
-                print(f"{source} -> {written}  strength {report['strength']:.2f}  PSNR {p['psnr_db']:.1f} dB  "
-                      f"L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s (on {client.url})")
+                print(
+                    f"{source} -> {written}  strength {report['strength']:.2f}  PSNR {p['psnr_db']:.1f} dB  "
+                    f"L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s (on {client.url})"
+                )
         except ServerNotRunning:
             raise
         except FixativeError as exc:

@@ -8,4 +8,12 @@ from .app import create_app
 from .jobs import Job, JobManager, ServerSettings
 from .runtime import RunningServer, ensure_token, start_in_thread
 
-__all__ = ["Job", "JobManager", "RunningServer", "ServerSettings", "create_app", "ensure_token", "start_in_thread"]
+__all__ = [
+    "Job",
+    "JobManager",
+    "RunningServer",
+    "ServerSettings",
+    "create_app",
+    "ensure_token",
+    "start_in_thread",
+]

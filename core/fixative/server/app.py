@@ -33,8 +33,23 @@ from .jobs import FORMATS, TERMINAL, JobManager, JobNotFound, QueueFull
 
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect"}
 PROTECT_OPTIONS = {
-    "method", "intensity", "quality", "models", "concept", "anchor", "style", "pattern", "pipeline",
-    "epsilon", "steps", "optimizer", "lpips_weight", "texture_aware", "tile", "dtype", "seed",
+    "method",
+    "intensity",
+    "quality",
+    "models",
+    "concept",
+    "anchor",
+    "style",
+    "pattern",
+    "pipeline",
+    "epsilon",
+    "steps",
+    "optimizer",
+    "lpips_weight",
+    "texture_aware",
+    "tile",
+    "dtype",
+    "seed",
 }
 SERVER_OPTIONS = {"format", "check", "lease_seconds", "jpeg_quality", "device"}
 
@@ -73,8 +88,12 @@ class Gate:
             scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
             if scheme.lower() != b"bearer" or not given.strip():
                 await _drain(receive)
-                await _json(send, 401, "missing token: send 'Authorization: Bearer <token>' (the token is in "
-                                       "the Fixative config folder)")
+                await _json(
+                    send,
+                    401,
+                    "missing token: send 'Authorization: Bearer <token>' (the token is in "
+                    "the Fixative config folder)",
+                )
                 return
             if not secrets.compare_digest(given.strip(), self.token):
                 await _drain(receive)
@@ -135,7 +154,10 @@ def parse_options(raw: str | None, devices: list[str]) -> dict:
         raise ApiError(400, "send target and mask images as the multipart files 'target' and 'mask'")
     unknown = sorted(set(options) - PROTECT_OPTIONS - SERVER_OPTIONS)
     if unknown:
-        raise ApiError(400, f"unknown option {unknown[0]!r}; known: {', '.join(sorted(PROTECT_OPTIONS | SERVER_OPTIONS))}")
+        raise ApiError(
+            400,
+            f"unknown option {unknown[0]!r}; known: {', '.join(sorted(PROTECT_OPTIONS | SERVER_OPTIONS))}",
+        )
     if options.get("method", "style") not in ("style", "concept", "edit"):
         raise ApiError(400, f"unknown method {options['method']!r}; use style, concept or edit")
     try:
@@ -147,13 +169,16 @@ def parse_options(raw: str | None, devices: list[str]) -> dict:
         if name in options and (not isinstance(options[name], int) or isinstance(options[name], bool)):
             raise ApiError(400, f"{name} must be an integer")
     for name in ("epsilon", "lpips_weight", "lease_seconds"):
-        if name in options and (not isinstance(options[name], (int, float)) or isinstance(options[name], bool)):
+        if name in options and (
+            not isinstance(options[name], (int, float)) or isinstance(options[name], bool)
+        ):
             raise ApiError(400, f"{name} must be a number")
     if options.get("lease_seconds", 1) <= 0:
         raise ApiError(400, "lease_seconds must be > 0")
     models = options.get("models")
-    if models is not None and not (isinstance(models, str) or
-                                   (isinstance(models, list) and all(isinstance(m, str) for m in models))):
+    if models is not None and not (
+        isinstance(models, str) or (isinstance(models, list) and all(isinstance(m, str) for m in models))
+    ):
         raise ApiError(400, "models must be a name or path, or a list of them")
     fmt = str(options.pop("format", "png")).lower().lstrip(".")
     if fmt not in FORMATS:
@@ -187,8 +212,9 @@ def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
     except Exception:
         return  # not readable: load_bytes explains why (400)
     if width * height > max_pixels:
-        raise ApiError(413, f"{name}: {width}x{height} has more than the {max_pixels:,} pixels this engine "
-                            "accepts")
+        raise ApiError(
+            413, f"{name}: {width}x{height} has more than the {max_pixels:,} pixels this engine accepts"
+        )
 
 
 def _validate_image(data: bytes, name: str, max_pixels: int):
@@ -199,8 +225,10 @@ def _validate_image(data: bytes, name: str, max_pixels: int):
         raise ApiError(400, str(exc)) from None
 
 
-def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], None] | None = None) -> FastAPI:
-    """The ASGI app; it starts the manager's workers on startup and stops them (removing files) on shutdown."""
+def create_app(
+    manager: JobManager, token: str, request_shutdown: Callable[[], None] | None = None
+) -> FastAPI:
+    """The ASGI app; it starts the manager's workers on startup and stops them (removing files) at the end."""
     settings = manager.settings
 
     def max_pixels() -> int:
@@ -210,8 +238,11 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
 
     def authorised(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if credentials is None:
-            raise ApiError(401, "missing token: send 'Authorization: Bearer <token>' (the token is in the "
-                                "Fixative config folder)")
+            raise ApiError(
+                401,
+                "missing token: send 'Authorization: Bearer <token>' (the token is in the "
+                "Fixative config folder)",
+            )
         if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
             raise ApiError(401, "wrong token")
 
@@ -223,9 +254,14 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
         finally:
             await run_in_threadpool(manager.shutdown)
 
-    app = FastAPI(title="Fixative engine", version=__version__, lifespan=lifespan, redoc_url=None,
-                  dependencies=[Depends(authorised)],
-                  description="Local engine that protects artworks; editor plug-ins and pipelines submit jobs.")
+    app = FastAPI(
+        title="Fixative engine",
+        version=__version__,
+        lifespan=lifespan,
+        redoc_url=None,
+        dependencies=[Depends(authorised)],
+        description="Local engine that protects artworks; editor plug-ins and pipelines submit jobs.",
+    )
     app.add_middleware(Gate, token=token, limit=lambda: settings.max_upload_bytes + 64 * 1024)
 
     @app.exception_handler(ApiError)
@@ -244,7 +280,9 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}"
-        return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -262,10 +300,16 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
     def health() -> dict:
         from ..models import CACHE
 
-        return {"status": "ok", "version": __version__, "devices": settings.devices,
-                "device": settings.devices[0], "ready": sorted(manager.ready_devices) == sorted(settings.devices),
-                "models_loaded": CACHE.loaded(), "queue": manager.counts(),
-                "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": max_pixels()}}
+        return {
+            "status": "ok",
+            "version": __version__,
+            "devices": settings.devices,
+            "device": settings.devices[0],
+            "ready": sorted(manager.ready_devices) == sorted(settings.devices),
+            "models_loaded": CACHE.loaded(),
+            "queue": manager.counts(),
+            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": max_pixels()},
+        }
 
     @app.get("/models", summary="encoders this engine can use")
     def models() -> list[dict]:
@@ -274,15 +318,42 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
         loaded = set(CACHE.loaded())
         return [dict(entry.as_dict(), loaded=entry.name in loaded) for entry in find_models()]
 
-    @app.post("/jobs", status_code=202, summary="queue a protection job",
-              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                  "type": "object", "required": ["file"], "properties": {
-                      "file": {"type": "string", "format": "binary", "description": "the artwork"},
-                      "options": {"type": "string", "description": "JSON object: fixative.protect options "
-                                  "plus format, check, lease_seconds, jpeg_quality"},
-                      "target": {"type": "string", "format": "binary", "description": "target/anchor image"},
-                      "mask": {"type": "string", "format": "binary",
-                               "description": "grey image, white where pixels may change"}}}}}}})
+    @app.post(
+        "/jobs",
+        status_code=202,
+        summary="queue a protection job",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {
+                                "file": {"type": "string", "format": "binary", "description": "the artwork"},
+                                "options": {
+                                    "type": "string",
+                                    "description": "JSON object: fixative.protect options "
+                                    "plus format, check, lease_seconds, jpeg_quality",
+                                },
+                                "target": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "target/anchor image",
+                                },
+                                "mask": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": "grey image, white where pixels may change",
+                                },
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def submit(request: Request) -> JSONResponse:
         content_type = request.headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data"):
@@ -301,13 +372,18 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
                 if isinstance(item, UploadFile):
                     extra_files[name] = await item.read()
         if len(data) > settings.max_upload_bytes:
-            raise ApiError(413, f"upload is larger than the {_mib(settings.max_upload_bytes)} limit of this engine")
+            raise ApiError(
+                413, f"upload is larger than the {_mib(settings.max_upload_bytes)} limit of this engine"
+            )
         artwork = await run_in_threadpool(_validate_image, data, filename, max_pixels())
         for name, content in extra_files.items():
             extra = await run_in_threadpool(_validate_image, content, name, max_pixels())
             if name == "mask" and extra.size != artwork.size:
-                raise ApiError(400, f"mask is {extra.size[0]}x{extra.size[1]} but the image is "
-                                    f"{artwork.size[0]}x{artwork.size[1]}")
+                raise ApiError(
+                    400,
+                    f"mask is {extra.size[0]}x{extra.size[1]} but the image is "
+                    f"{artwork.size[0]}x{artwork.size[1]}",
+                )
         del artwork
         try:
             job = manager.new_job(filename, parsed["protect"], **parsed["extras"])
@@ -339,8 +415,13 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
         except OSError:
             raise ApiError(404, f"the result of job {job_id} has expired") from None
         manager.mark_fetched(job)
-        return {"id": job.id, "image_base64": base64.b64encode(image).decode("ascii"),
-                "format": job.output_format.replace("jpeg", "jpg"), "report": job.report, "check": job.check}
+        return {
+            "id": job.id,
+            "image_base64": base64.b64encode(image).decode("ascii"),
+            "format": job.output_format.replace("jpeg", "jpg"),
+            "report": job.report,
+            "check": job.check,
+        }
 
     @app.post("/jobs/{job_id}/cancel", summary="cancel a job (queued: at once; running: within a step)")
     def job_cancel(job_id: str) -> dict:
@@ -353,8 +434,11 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
         manager.delete(job_id)
         return {"id": job_id, "deleted": True}
 
-    @app.get("/jobs/{job_id}/events", summary="server-sent events: the job's status on every change",
-             response_class=StreamingResponse)
+    @app.get(
+        "/jobs/{job_id}/events",
+        summary="server-sent events: the job's status on every change",
+        response_class=StreamingResponse,
+    )
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
         job_or_404(job_id)
 
@@ -380,8 +464,11 @@ def create_app(manager: JobManager, token: str, request_shutdown: Callable[[], N
                 await asyncio.sleep(0.1)
                 quiet += 0.1
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.post("/shutdown", summary="stop the engine (what `fixative serve --stop` calls)")
     def shutdown() -> dict:

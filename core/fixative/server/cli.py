@@ -10,27 +10,56 @@ from .runtime import DEFAULT_PORT
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the local engine for editor plug-ins and pipelines",
-                       description="Run the Fixative engine on this machine. Plug-ins find it through "
-                                   "server.json and the token in the Fixative config folder.")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"port (default {DEFAULT_PORT}; 0 picks a free one, announced in server.json)")
-    p.add_argument("--device", action="append",
-                   help="device(s) to run jobs on, one worker each: cpu (default), cuda, cuda:N, mps or auto; "
-                        "repeat or comma-separate for several")
+    p = sub.add_parser(
+        "serve",
+        help="run the local engine for editor plug-ins and pipelines",
+        description="Run the Fixative engine on this machine. Plug-ins find it through "
+        "server.json and the token in the Fixative config folder.",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, loopback only)"
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 picks a free one, announced in server.json)",
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        help="device(s) to run jobs on, one worker each: cpu (default), cuda, cuda:N, mps or auto; "
+        "repeat or comma-separate for several",
+    )
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--model", action="append", help="encoder used when a job names none; repeat for an ensemble")
-    p.add_argument("--queue", type=int, default=16, help="jobs allowed to wait before new ones get 429 (default 16)")
-    p.add_argument("--max-upload-mb", type=float, default=64.0, help="largest accepted upload (default 64 MB)")
-    p.add_argument("--max-megapixels", type=float, default=40.0, help="largest accepted image (default 40 MP)")
-    p.add_argument("--keep-results", type=float, default=3600.0,
-                   help="seconds an unfetched result is kept (default 3600)")
+    p.add_argument(
+        "--model", action="append", help="encoder used when a job names none; repeat for an ensemble"
+    )
+    p.add_argument(
+        "--queue", type=int, default=16, help="jobs allowed to wait before new ones get 429 (default 16)"
+    )
+    p.add_argument(
+        "--max-upload-mb", type=float, default=64.0, help="largest accepted upload (default 64 MB)"
+    )
+    p.add_argument(
+        "--max-megapixels", type=float, default=40.0, help="largest accepted image (default 40 MP)"
+    )
+    p.add_argument(
+        "--keep-results",
+        type=float,
+        default=3600.0,
+        help="seconds an unfetched result is kept (default 3600)",
+    )
     p.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
     p.add_argument("--allow-download", action="store_true", help="let jobs fetch a hub model once")
-    p.add_argument("--ready-line", action="store_true",
-                   help='print one line `FIXATIVE_READY {"url": ..., "pid": ..., "version": ...}` once listening')
-    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (prints a warning)")
+    p.add_argument(
+        "--ready-line",
+        action="store_true",
+        help='print one line `FIXATIVE_READY {"url": ..., "pid": ..., "version": ...}` once listening',
+    )
+    p.add_argument(
+        "--allow-remote", action="store_true", help="allow a non-loopback --host (prints a warning)"
+    )
     p.add_argument("--stop", action="store_true", help="stop the running engine and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_serve)
@@ -65,11 +94,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.queue < 1 or args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise BadParameterError("--queue, --max-upload-mb and --max-megapixels must be positive")
     settings = ServerSettings(
-        devices=_devices(args.device), dtype=args.precision, models=args.model or None, max_queue=args.queue,
-        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=int(args.max_megapixels * 1e6),
-        result_ttl=args.keep_results, allow_download=args.allow_download, preload=not args.no_preload,
+        devices=_devices(args.device),
+        dtype=args.precision,
+        models=args.model or None,
+        max_queue=args.queue,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_pixels=int(args.max_megapixels * 1e6),
+        result_ttl=args.keep_results,
+        allow_download=args.allow_download,
+        preload=not args.no_preload,
     )
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(settings, host=args.host, port=args.port, ready_line=args.ready_line,
-                 allow_remote=args.allow_remote, log_level=args.log_level)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        ready_line=args.ready_line,
+        allow_remote=args.allow_remote,
+        log_level=args.log_level,
+    )

@@ -106,10 +106,19 @@ class Job:
                 per_step = (time.time() - self.started) / self.step
             eta = round(per_step * max(0, self.total - self.step), 2)
         return {
-            "id": self.id, "state": self.state, "progress": round(progress, 4), "step": self.step,
-            "total": self.total, "eta": eta, "error": self.error, "strength": self.strength,
-            "position": position, "filename": self.filename, "created": self.created,
-            "started": self.started, "finished": self.finished,
+            "id": self.id,
+            "state": self.state,
+            "progress": round(progress, 4),
+            "step": self.step,
+            "total": self.total,
+            "eta": eta,
+            "error": self.error,
+            "strength": self.strength,
+            "position": position,
+            "filename": self.filename,
+            "created": self.created,
+            "started": self.started,
+            "finished": self.finished,
             "cancel_requested": self.cancel_event.is_set() and self.state not in TERMINAL,
         }
 
@@ -131,8 +140,9 @@ class JobManager:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         for device in self.settings.devices:
-            thread = threading.Thread(target=self._work, args=(device,), name=f"fixative-worker-{device}",
-                                      daemon=True)
+            thread = threading.Thread(
+                target=self._work, args=(device,), name=f"fixative-worker-{device}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         janitor = threading.Thread(target=self._janitor, name="fixative-janitor", daemon=True)
@@ -155,18 +165,38 @@ class JobManager:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- API used by the HTTP layer -------------------------------------------------------------
-    def new_job(self, filename: str, options: dict, *, output_format: str = "png", jpeg_quality: int = 95,
-                want_check: bool = False, lease_seconds: float | None = None, device: str | None = None) -> Job:
+    def new_job(
+        self,
+        filename: str,
+        options: dict,
+        *,
+        output_format: str = "png",
+        jpeg_quality: int = 95,
+        want_check: bool = False,
+        lease_seconds: float | None = None,
+        device: str | None = None,
+    ) -> Job:
         """A job with its private folder; the caller writes the uploads into it, then calls ``enqueue``."""
         if device is not None and device not in self.settings.devices:
             served = ", ".join(self.settings.devices)
-            raise BadParameterError(f"this engine runs on {served}; device {device!r} is not served "
-                                    f"(start it with `fixative serve --device {device}`)")
+            raise BadParameterError(
+                f"this engine runs on {served}; device {device!r} is not served "
+                f"(start it with `fixative serve --device {device}`)"
+            )
         job_id = uuid.uuid4().hex
         folder = self.root / job_id
         folder.mkdir(mode=0o700)
-        return Job(id=job_id, filename=filename, folder=folder, options=options, output_format=output_format,
-                   jpeg_quality=jpeg_quality, want_check=want_check, lease_seconds=lease_seconds, device=device)
+        return Job(
+            id=job_id,
+            filename=filename,
+            folder=folder,
+            options=options,
+            output_format=output_format,
+            jpeg_quality=jpeg_quality,
+            want_check=want_check,
+            lease_seconds=lease_seconds,
+            device=device,
+        )
 
     def enqueue(self, job: Job) -> None:
         with self._lock:
@@ -228,8 +258,12 @@ class JobManager:
     def counts(self) -> dict:
         with self._lock:
             states = [job.state for job in self._jobs.values()]
-            return {"waiting": len(self._pending), "running": len(self._running),
-                    "finished": sum(s in TERMINAL for s in states), "max_waiting": self.settings.max_queue}
+            return {
+                "waiting": len(self._pending),
+                "running": len(self._running),
+                "finished": sum(s in TERMINAL for s in states),
+                "max_waiting": self.settings.max_queue,
+            }
 
     # --- internals ------------------------------------------------------------------------------
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
@@ -278,8 +312,12 @@ class JobManager:
         from ..models import load_encoders
 
         try:
-            load_encoders(self.settings.models, device=device, dtype=self.settings.dtype,
-                          allow_download=self.settings.allow_download)
+            load_encoders(
+                self.settings.models,
+                device=device,
+                dtype=self.settings.dtype,
+                allow_download=self.settings.allow_download,
+            )
         except FixativeError as exc:
             log.warning("could not preload a model on %s: %s", device, exc)
 
@@ -304,13 +342,22 @@ class JobManager:
                 options["mask"] = _mask_array(job.mask_upload.read_bytes())
             options.setdefault("models", self.settings.models)
             options.setdefault("dtype", self.settings.dtype)
-            result = protect(artwork, device=device, allow_download=self.settings.allow_download,
-                             progress=on_progress, cancel=job.cancel_event.is_set, **options)
+            result = protect(
+                artwork,
+                device=device,
+                allow_download=self.settings.allow_download,
+                progress=on_progress,
+                cancel=job.cancel_event.is_set,
+                **options,
+            )
             if job.cancel_event.is_set():
                 raise Cancelled()
             report = dict(result.report, source=job.filename)
-            out = result.save(job.folder / f"protected{FORMATS[job.output_format]}", overwrite=True,
-                              jpeg_quality=job.jpeg_quality)
+            out = result.save(
+                job.folder / f"protected{FORMATS[job.output_format]}",
+                overwrite=True,
+                jpeg_quality=job.jpeg_quality,
+            )
             del result, artwork, options
             check = _run_check(out, job, device) if job.want_check else None
         except Cancelled:
@@ -336,8 +383,12 @@ class JobManager:
             job.result_path, job.report, job.check = out, report, check
             job.step = job.total = max(job.total, int(report.get("steps", 0)))
             self._finish(job, "done")
-        log.info("job %s done in %.1f s (strength %.2f)", job.id, time.perf_counter() - started,
-                 report.get("strength", 0.0))
+        log.info(
+            "job %s done in %.1f s (strength %.2f)",
+            job.id,
+            time.perf_counter() - started,
+            report.get("strength", 0.0),
+        )
 
     def _janitor(self) -> None:
         """Cancel jobs whose lease ran out; forget finished jobs whose results expired."""
@@ -349,13 +400,18 @@ class JobManager:
                     if job.state in TERMINAL:
                         if job.expires is not None and now >= job.expires:
                             expired.append(job.id)
-                    elif job.lease_seconds and now - job.last_seen > job.lease_seconds and \
-                            not job.cancel_event.is_set():
+                    elif (
+                        job.lease_seconds
+                        and now - job.last_seen > job.lease_seconds
+                        and not job.cancel_event.is_set()
+                    ):
                         abandoned.append(job)
             for job in abandoned:
                 log.info("job %s: nobody polled it for %.0f s; cancelling", job.id, job.lease_seconds)
                 try:
-                    self.cancel(job.id, f"cancelled: no client asked about this job for {job.lease_seconds:g} s")
+                    self.cancel(
+                        job.id, f"cancelled: no client asked about this job for {job.lease_seconds:g} s"
+                    )
                 except JobNotFound:
                     pass
             for job_id in expired:

@@ -104,8 +104,10 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-            raise FixativeError(f"port {port} on {host} is already in use (another Fixative engine? "
-                                "`fixative serve --stop` stops it; --port 0 picks a free port)") from None
+            raise FixativeError(
+                f"port {port} on {host} is already in use (another Fixative engine? "
+                "`fixative serve --stop` stops it; --port 0 picks a free port)"
+            ) from None
         raise FixativeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(128)
     sock.set_inheritable(False)
@@ -140,21 +142,34 @@ def _uvicorn(manager: JobManager, token: str, log_level: str = "warning") -> uvi
         holder["server"].should_exit = True
 
     app = create_app(manager, token, request_shutdown)
-    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5, server_header=False)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
     server = uvicorn.Server(config)
     holder["server"] = server
     return server
 
 
-def start_in_thread(settings: ServerSettings | None = None, host: str = "127.0.0.1", port: int = 0,
-                    token: str | None = None, timeout: float = 30.0) -> RunningServer:
+def start_in_thread(
+    settings: ServerSettings | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    timeout: float = 30.0,
+) -> RunningServer:
     """Serve in a daemon thread and return once it answers; no discovery file is written."""
     sock = bind(host, port)
     token = token or secrets.token_urlsafe(32)
     manager = JobManager(settings)
     server = _uvicorn(manager, token)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fixative-server", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="fixative-server", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:
@@ -164,22 +179,35 @@ def start_in_thread(settings: ServerSettings | None = None, host: str = "127.0.0
     return RunningServer(url_for(host, sock.getsockname()[1]), token, manager, server, thread)
 
 
-def serve(settings: ServerSettings, host: str = "127.0.0.1", port: int = DEFAULT_PORT, ready_line: bool = False,
-          allow_remote: bool = False, log_level: str = "info") -> int:
+def serve(
+    settings: ServerSettings,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    ready_line: bool = False,
+    allow_remote: bool = False,
+    log_level: str = "info",
+) -> int:
     """Run the engine in the foreground until Ctrl+C, SIGTERM, or ``fixative serve --stop``."""
     from ..hosts.fixative_client import EngineClient, read_server_info
 
     if not is_loopback(host):
         if not allow_remote:
-            raise FixativeError(f"{host} is not a loopback address; anyone who can reach it could use this "
-                                "engine. Pass --allow-remote to do it anyway")
-        print(f"fixative: warning: listening on {host}, reachable from other machines; requests still need the "
-              "token, but traffic is not encrypted", file=sys.stderr)
+            raise FixativeError(
+                f"{host} is not a loopback address; anyone who can reach it could use this "
+                "engine. Pass --allow-remote to do it anyway"
+            )
+        print(
+            f"fixative: warning: listening on {host}, reachable from other machines; requests still need the "
+            "token, but traffic is not encrypted",
+            file=sys.stderr,
+        )
     running = EngineClient.discover()
     if running is not None:
         info = read_server_info() or {}
-        raise FixativeError(f"a Fixative engine is already running at {running.url} (pid {info.get('pid')}); "
-                            "`fixative serve --stop` stops it")
+        raise FixativeError(
+            f"a Fixative engine is already running at {running.url} (pid {info.get('pid')}); "
+            "`fixative serve --stop` stops it"
+        )
     token = ensure_token()
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
@@ -194,11 +222,17 @@ def serve(settings: ServerSettings, host: str = "127.0.0.1", port: int = DEFAULT
             time.sleep(0.02)
         write_server_info(url, pid)
         if ready_line:
-            print("FIXATIVE_READY " + json.dumps({"url": url, "pid": pid, "version": __version__}), flush=True)
+            print(
+                "FIXATIVE_READY " + json.dumps({"url": url, "pid": pid, "version": __version__}), flush=True
+            )
             _silence_stdout()  # whoever read the line may go away; later writes must not hit a closed pipe
         else:
-            print(f"Fixative engine {__version__} listening on {url} (devices: {', '.join(settings.devices)}); "
-                  "stop it with Ctrl+C or `fixative serve --stop`", file=sys.stderr, flush=True)
+            print(
+                f"Fixative engine {__version__} listening on {url} (devices: {', '.join(settings.devices)}); "
+                "stop it with Ctrl+C or `fixative serve --stop`",
+                file=sys.stderr,
+                flush=True,
+            )
 
     threading.Thread(target=announce, name="fixative-announce", daemon=True).start()
     try:
