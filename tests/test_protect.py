@@ -1,0 +1,164 @@
+"""Protection end to end through the API: strength with real weights, and the invariants."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fixative
+from fixative.errors import BadParameterError, Cancelled
+from fixative.load import load_image
+
+
+@pytest.mark.parametrize("method", ["style", "concept", "edit"])
+def test_default_budget_halves_feature_distance(method, taef2, small_artwork, anchor_path):
+    extra = {"target": str(anchor_path), "concept": "wave"} if method == "concept" else {}
+    result = fixative.protect(small_artwork, method, models=[taef2], **extra)
+    report = result.report
+    assert report["strength"] >= 0.5, report["encoders"]
+    enc = report["encoders"][0]
+    assert enc["distance_after"] <= 0.5 * enc["distance_before"]
+    original = np.asarray(small_artwork, dtype=np.int16)
+    assert np.abs(np.asarray(result.image, dtype=np.int16) - original).max() <= 8  # default L-inf 8/255
+    assert report["perceptual"]["psnr_db"] > 30
+    if method == "concept":
+        assert result.metadata["caption"] == "wave"
+
+
+def _quick(image, taef2, **kw):
+    return fixative.protect(image, "edit", models=[taef2], steps=2, quality="fast", **kw)
+
+
+def test_rgba_alpha_untouched_and_mode_kept(taef2):
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (48, 64, 4), dtype=np.uint8)
+    rgba[..., 3] = np.linspace(0, 255, 64, dtype=np.uint8)[None, :]
+    image = Image.fromarray(rgba, "RGBA")
+    out = _quick(image, taef2).image
+    assert out.mode == "RGBA" and out.size == (64, 48)
+    assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
+    assert np.abs(np.asarray(out, dtype=int)[..., :3] - rgba[..., :3].astype(int)).max() <= 8
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "I;16"])
+def test_other_modes(mode, taef2, tmp_path):
+    base = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8), "RGB")
+    if mode == "I;16":
+        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+        image = Image.fromarray(arr)
+        assert image.mode == "I;16"
+    elif mode == "P":
+        image = base.quantize(16)
+    else:
+        image = base.convert(mode)
+    path = tmp_path / "in.png"
+    image.save(path)
+    result = _quick(load_image(path), taef2)
+    out = result.save(tmp_path / "out.png")
+    back = Image.open(out)
+    assert back.size == image.size
+    expected_mode = {"P": "RGB"}.get(mode, mode)
+    assert back.mode == expected_mode
+    if mode == "P":
+        assert any("palette" in n for n in result.report["notes"])
+    if mode == "I;16":
+        diff = np.abs(np.asarray(back, dtype=np.int64) - np.asarray(image, dtype=np.int64)).max()
+        assert 0 < diff <= 8 * 257
+
+
+def test_metadata_icc_exif_kept(taef2, tmp_path):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "FixativeCam"
+    image = Image.fromarray(np.full((40, 40, 3), 120, np.uint8))
+    src = tmp_path / "art.jpg"
+    image.save(src, icc_profile=icc, exif=exif.tobytes(), quality=95)
+    result = _quick(load_image(src), taef2, seed=3)
+    for suffix in (".png", ".jpg", ".webp"):
+        out = result.save(tmp_path / f"art.protected{suffix}")
+        back = Image.open(out)
+        assert back.info.get("icc_profile") == icc
+        if suffix != ".webp":
+            assert back.getexif().get(0x010F) == "FixativeCam"
+        meta = load_image(out).metadata
+        assert meta["method"] == "edit" and meta["seed"] == 3 and meta["target"]["hash"]
+        assert meta["fixative"] == fixative.__version__
+
+
+def test_deterministic_with_seed(taef2, small_artwork):
+    small = small_artwork.resize((96, 64))
+    a = np.asarray(_quick(small, taef2, seed=7).image)
+    b = np.asarray(_quick(small, taef2, seed=7).image)
+    c = np.asarray(_quick(small, taef2, seed=8).image)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_tiles_blend_without_seams(taef2, small_artwork):
+    """A 256x176 image in 96-px tiles: the perturbation has no step at tile borders."""
+    from fixative.features import tiles
+
+    result = fixative.protect(small_artwork, "style", models=[taef2], steps=3, quality="fast", tile=96)
+    h, w = small_artwork.height, small_artwork.width
+    assert len(tiles(h, w, 96)) > 4
+    delta = (np.asarray(result.image, dtype=float) - np.asarray(small_artwork, dtype=float)).mean(axis=2)
+    col_jump = np.abs(np.diff(delta, axis=1)).mean(axis=0)
+    borders = sorted({t.left for t in tiles(h, w, 96) if t.left} | {t.left + t.width for t in tiles(h, w, 96)} - {w})
+    at_borders = col_jump[[b - 1 for b in borders]].mean()
+    assert at_borders < 1.5 * np.median(col_jump)
+    assert result.report["strength"] > 0.1
+
+
+def test_mask_limits_where_pixels_change(taef2, small_artwork):
+    small = small_artwork.resize((96, 64))
+    mask = torch.zeros(64, 96)
+    mask[:, :48] = 1
+    out = np.asarray(_quick(small, taef2, mask=mask).image, dtype=int)
+    diff = np.abs(out - np.asarray(small, dtype=int))
+    assert diff[:, 48:].max() == 0 and diff[:, :48].max() > 0
+
+
+def test_cancel_stops(taef2, small_artwork):
+    with pytest.raises(Cancelled):
+        fixative.protect(small_artwork, "edit", models=[taef2], cancel=lambda: True)
+
+
+def test_progress_reports_each_step(taef2, small_artwork):
+    seen = []
+    fixative.protect(small_artwork.resize((64, 64)), "edit", models=[taef2], steps=3, quality="fast",
+                     progress=lambda done, total, info: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] and len(seen) == 3
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"intensity": "extreme"}, "intensity"),
+    ({"quality": "ultra"}, "quality"),
+    ({"steps": -1}, "steps"),
+    ({"epsilon": 2.0}, "epsilon"),
+    ({"method": "blur"}, "method"),
+    ({"pattern": "zebra"}, "edit target"),
+    ({"optimizer": "sgd"}, "optimizer"),
+])
+def test_bad_parameters(kwargs, match, taef2, small_artwork):
+    kwargs = {"method": "edit", **kwargs}
+    with pytest.raises(BadParameterError, match=match):
+        fixative.protect(small_artwork.resize((32, 32)), models=[taef2], **kwargs)
+
+
+def test_concept_without_anchor_explains(taef2, small_artwork):
+    with pytest.raises(BadParameterError, match="anchor"):
+        fixative.protect(small_artwork.resize((32, 32)), "concept", models=[taef2])
+
+
+def test_accepts_bytes_arrays_and_tensors(taef2, small_artwork):
+    small = small_artwork.resize((32, 32))
+    buf = io.BytesIO()
+    small.save(buf, "PNG")
+    for image in (buf.getvalue(), np.asarray(small), torch.from_numpy(np.asarray(small)).permute(2, 0, 1) / 255):
+        assert _quick(image, taef2).image.size == (32, 32)
