@@ -226,7 +226,10 @@ def _validate_image(data: bytes, name: str, max_pixels: int):
 
 
 def create_app(
-    manager: JobManager, token: str, request_shutdown: Callable[[], None] | None = None
+    manager: JobManager,
+    token: str,
+    request_shutdown: Callable[[], None] | None = None,
+    on_stopped: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The ASGI app; it starts the manager's workers on startup and stops them (removing files) at the end."""
     settings = manager.settings
@@ -253,6 +256,8 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(manager.shutdown)
+            if on_stopped is not None:  # here, not after uvicorn returns: it re-raises SIGTERM on its way out
+                on_stopped()
 
     app = FastAPI(
         title="Fixative engine",

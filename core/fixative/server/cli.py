@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from .runtime import DEFAULT_PORT
+DEFAULT_PORT = 7865  # defined here, not in runtime, so that `fixative --help` stays light
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,8 @@ from .. import __version__
 from ..errors import FixativeError
 from ..hosts.fixative_client import SERVER_FILE, TOKEN_FILE, config_dir
 from .app import create_app
+from .cli import DEFAULT_PORT
 from .jobs import JobManager, ServerSettings
-
-DEFAULT_PORT = 7865
 
 
 def ensure_token(folder: Path | None = None) -> str:
@@ -135,13 +135,15 @@ class RunningServer:
         self.stop()
 
 
-def _uvicorn(manager: JobManager, token: str, log_level: str = "warning") -> uvicorn.Server:
+def _uvicorn(
+    manager: JobManager, token: str, log_level: str = "warning", on_stopped: Callable[[], None] | None = None
+) -> uvicorn.Server:
     holder: dict = {}
 
     def request_shutdown() -> None:
         holder["server"].should_exit = True
 
-    app = create_app(manager, token, request_shutdown)
+    app = create_app(manager, token, request_shutdown, on_stopped)
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -212,8 +214,8 @@ def serve(
     sock = bind(host, port)
     url = url_for(host, sock.getsockname()[1])
     manager = JobManager(settings)
-    server = _uvicorn(manager, token, log_level=log_level)
     pid = os.getpid()
+    server = _uvicorn(manager, token, log_level=log_level, on_stopped=lambda: remove_server_info(pid))
 
     def announce() -> None:
         while not server.started:
