@@ -58,9 +58,15 @@ def anchor_path() -> Path:
 
 def tiny_kl_config(latent_channels: int = 4) -> dict:
     return dict(
-        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[32, 32], layers_per_block=1,
-        latent_channels=latent_channels, norm_num_groups=32, sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        block_out_channels=[32, 32],
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=32,
+        sample_size=32,
     )
 
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from fixative.errors import ModelNotFoundError
 from fixative.models import find_models, load_encoders, resolve
 from fixative.models.autoencoder_kl import AutoencoderKLFamily
+from safetensors.torch import save_file
 
 from .conftest import TAESD_DIR
 
@@ -43,8 +42,12 @@ def test_taesana_is_a_32x_encoder(small_artwork):
 
 def test_tiny_safetensors_in_diffusers_layout_loads_identically(taef2, tmp_path, small_artwork):
     state = {f"encoder.layers.{k}": v.contiguous() for k, v in taef2.encoder.state_dict().items()}
-    state.update({f"decoder.layers.{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v.contiguous()
-                  for k, v in taef2.decoder.state_dict().items()})
+    state.update(
+        {
+            f"decoder.layers.{int(k.split('.')[0]) - 1}.{k.split('.', 1)[1]}": v.contiguous()
+            for k, v in taef2.decoder.state_dict().items()
+        }
+    )
     file = tmp_path / "taef2.safetensors"
     save_file(state, str(file))
     entry = resolve(str(file))

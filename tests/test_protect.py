@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 
+import fixative
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import fixative
 from fixative.errors import BadParameterError, Cancelled
 from fixative.load import load_image
+from PIL import Image
 
 
 @pytest.mark.parametrize("method", ["style", "concept", "edit"])
@@ -48,7 +47,7 @@ def test_rgba_alpha_untouched_and_mode_kept(taef2):
 def test_other_modes(mode, taef2, tmp_path):
     base = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8), "RGB")
     if mode == "I;16":
-        arr = (np.asarray(base.convert("L"), dtype=np.uint16) * 257)
+        arr = np.asarray(base.convert("L"), dtype=np.uint16) * 257
         image = Image.fromarray(arr)
         assert image.mode == "I;16"
     elif mode == "P":
@@ -109,7 +108,9 @@ def test_tiles_blend_without_seams(taef2, small_artwork):
     assert len(tiles(h, w, 96)) > 4
     delta = (np.asarray(result.image, dtype=float) - np.asarray(small_artwork, dtype=float)).mean(axis=2)
     col_jump = np.abs(np.diff(delta, axis=1)).mean(axis=0)
-    borders = sorted({t.left for t in tiles(h, w, 96) if t.left} | {t.left + t.width for t in tiles(h, w, 96)} - {w})
+    borders = sorted(
+        {t.left for t in tiles(h, w, 96) if t.left} | {t.left + t.width for t in tiles(h, w, 96)} - {w}
+    )
     at_borders = col_jump[[b - 1 for b in borders]].mean()
     assert at_borders < 1.5 * np.median(col_jump)
     assert result.report["strength"] > 0.1
@@ -131,20 +132,29 @@ def test_cancel_stops(taef2, small_artwork):
 
 def test_progress_reports_each_step(taef2, small_artwork):
     seen = []
-    fixative.protect(small_artwork.resize((64, 64)), "edit", models=[taef2], steps=3, quality="fast",
-                     progress=lambda done, total, info: seen.append((done, total)))
+    fixative.protect(
+        small_artwork.resize((64, 64)),
+        "edit",
+        models=[taef2],
+        steps=3,
+        quality="fast",
+        progress=lambda done, total, info: seen.append((done, total)),
+    )
     assert seen[-1][0] == seen[-1][1] and len(seen) == 3
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"intensity": "extreme"}, "intensity"),
-    ({"quality": "ultra"}, "quality"),
-    ({"steps": -1}, "steps"),
-    ({"epsilon": 2.0}, "epsilon"),
-    ({"method": "blur"}, "method"),
-    ({"pattern": "zebra"}, "edit target"),
-    ({"optimizer": "sgd"}, "optimizer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"intensity": "extreme"}, "intensity"),
+        ({"quality": "ultra"}, "quality"),
+        ({"steps": -1}, "steps"),
+        ({"epsilon": 2.0}, "epsilon"),
+        ({"method": "blur"}, "method"),
+        ({"pattern": "zebra"}, "edit target"),
+        ({"optimizer": "sgd"}, "optimizer"),
+    ],
+)
 def test_bad_parameters(kwargs, match, taef2, small_artwork):
     kwargs = {"method": "edit", **kwargs}
     with pytest.raises(BadParameterError, match=match):
@@ -160,5 +170,9 @@ def test_accepts_bytes_arrays_and_tensors(taef2, small_artwork):
     small = small_artwork.resize((32, 32))
     buf = io.BytesIO()
     small.save(buf, "PNG")
-    for image in (buf.getvalue(), np.asarray(small), torch.from_numpy(np.asarray(small)).permute(2, 0, 1) / 255):
+    for image in (
+        buf.getvalue(),
+        np.asarray(small),
+        torch.from_numpy(np.asarray(small)).permute(2, 0, 1) / 255,
+    ):
         assert _quick(image, taef2).image.size == (32, 32)

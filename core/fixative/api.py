@@ -33,7 +33,9 @@ class ProtectResult:
     metadata: dict
 
     def save(self, path: str | Path, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
-        return save_image(self.image, self.artwork, path, self.metadata, overwrite=overwrite, jpeg_quality=jpeg_quality)
+        return save_image(
+            self.image, self.artwork, path, self.metadata, overwrite=overwrite, jpeg_quality=jpeg_quality
+        )
 
 
 def _as_tensor_image(image, name: str) -> torch.Tensor | None:
@@ -86,15 +88,25 @@ def protect(
     if steps is not None:
         if not 0 <= steps <= 10_000:
             raise BadParameterError(f"steps must be between 0 and 10000, got {steps}")
-        effort = type(effort)(steps, effort.eot_samples, effort.step_size, min(effort.coarse_steps, steps),
-                              effort.early_stop)
+        effort = type(effort)(
+            steps, effort.eot_samples, effort.step_size, min(effort.coarse_steps, steps), effort.early_stop
+        )
     if lpips_weight is not None and lpips_weight < 0:
         raise BadParameterError("lpips weight must be >= 0")
     encoders = load_encoders(models, device=device, dtype=dtype, allow_download=allow_download)
     dev = encoders[0].device
-    request = TargetRequest(method=method, artwork=artwork.rgb, image=_as_tensor_image(target, "target"),
-                            concept=concept, anchor=anchor, style=style, pattern=pattern, pipeline=pipeline,
-                            seed=seed, device=dev)
+    request = TargetRequest(
+        method=method,
+        artwork=artwork.rgb,
+        image=_as_tensor_image(target, "target"),
+        concept=concept,
+        anchor=anchor,
+        style=style,
+        pattern=pattern,
+        pipeline=pipeline,
+        seed=seed,
+        device=dev,
+    )
     goal = make_target(request)
     user_mask = None
     if mask is not None:
@@ -102,14 +114,29 @@ def protect(
         if user_mask.ndim == 3:
             user_mask = user_mask.squeeze(0) if user_mask.shape[0] == 1 else user_mask.squeeze(-1)
         if tuple(user_mask.shape) != tuple(artwork.rgb.shape[1:]):
-            raise BadParameterError(f"mask size {tuple(user_mask.shape)} does not match the image "
-                                    f"{tuple(artwork.rgb.shape[1:])}")
+            raise BadParameterError(
+                f"mask size {tuple(user_mask.shape)} does not match the image {tuple(artwork.rgb.shape[1:])}"
+            )
     limit = bound(artwork.rgb, preset.epsilon, preset.min_mask, user_mask, texture_aware)
     weight = preset.lpips_weight if lpips_weight is None else lpips_weight
-    result = run(artwork.rgb, encoders, goal, limit, effort, seed=seed, optimizer=optimizer, lpips_weight=weight,
-                 lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel)
+    result = run(
+        artwork.rgb,
+        encoders,
+        goal,
+        limit,
+        effort,
+        seed=seed,
+        optimizer=optimizer,
+        lpips_weight=weight,
+        lpips_budget=preset.lpips_budget,
+        tile=tile,
+        progress=progress,
+        cancel=cancel,
+    )
     protected_pil = to_pil(artwork, artwork.rgb + result.delta, epsilon=preset.epsilon)
-    protected = to_artwork(protected_pil.convert("RGB") if protected_pil.mode not in ("I;16",) else protected_pil).rgb
+    protected = to_artwork(
+        protected_pil.convert("RGB") if protected_pil.mode not in ("I;16",) else protected_pil
+    ).rgb
     if artwork.bits == 16:
         protected = (artwork.rgb + result.delta).clamp(0, 1)
     encoder_reports = measure_strength(artwork.rgb, protected, encoders, goal, tile)
@@ -122,8 +149,12 @@ def protect(
         "target": goal.describe(),
         "intensity": intensity,
         "quality": quality,
-        "budget": {"epsilon_255": round(preset.epsilon * 255, 3), "texture_aware": texture_aware,
-                   "min_mask": preset.min_mask, "masked": user_mask is not None},
+        "budget": {
+            "epsilon_255": round(preset.epsilon * 255, 3),
+            "texture_aware": texture_aware,
+            "min_mask": preset.min_mask,
+            "masked": user_mask is not None,
+        },
         "encoders": encoder_reports,
         "strength": min(e["strength"] for e in encoder_reports),
         "perceptual": perceptual(artwork.rgb, protected),
@@ -150,10 +181,14 @@ def protect(
     }
     if goal.caption:
         metadata["caption"] = goal.caption
-    return ProtectResult(image=protected_pil, artwork=artwork, rgb=protected, report=report, metadata=metadata)
+    return ProtectResult(
+        image=protected_pil, artwork=artwork, rgb=protected, report=report, metadata=metadata
+    )
 
 
-def measure_strength(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list[dict]:
+def measure_strength(
+    original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int
+) -> list[dict]:
     """Per encoder: feature distance to the target before/after, and the relative strength."""
     out = []
     for encoder in encoders:
@@ -166,13 +201,21 @@ def measure_strength(original: torch.Tensor, protected: torch.Tensor, encoders: 
             o_feats = [encoder(t.crop(o)) for t in tiles]
             p_feats = [encoder(t.crop(p)) for t in tiles]
         before, after = features.distance(o_feats, t_feats), features.distance(p_feats, t_feats)
-        out.append({"name": encoder.name, "family": encoder.family, "distance_before": round(before, 5),
-                    "distance_after": round(after, 5),
-                    "strength": round(features.strength(p_feats, o_feats, t_feats), 4)})
+        out.append(
+            {
+                "name": encoder.name,
+                "family": encoder.family,
+                "distance_before": round(before, 5),
+                "distance_after": round(after, 5),
+                "strength": round(features.strength(p_feats, o_feats, t_feats), 4),
+            }
+        )
     return out
 
 
-def protect_file(path: str | Path, out: str | Path | None = None, overwrite: bool = False, **options) -> tuple[Path, dict]:
+def protect_file(
+    path: str | Path, out: str | Path | None = None, overwrite: bool = False, **options
+) -> tuple[Path, dict]:
     """Protect a file and write ``NAME.protected.png`` (or ``out``); returns the path and the report."""
     artwork = load_image(path)
     result = protect(artwork, **options)

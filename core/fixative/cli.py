@@ -29,7 +29,9 @@ def expand_inputs(items: list[str], recursive: bool = False) -> list[Path]:
         path = Path(item).expanduser()
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            children = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            children = sorted(
+                p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
             found.extend(p for p in children if ".protected." not in p.name)
         elif path.exists():
             found.append(path)
@@ -86,13 +88,20 @@ def cmd_protect(args: argparse.Namespace) -> int:
     if args.output:
         suffix = Path(args.output).suffix.lower() or suffix
     if suffix in (".jpg", ".jpeg", ".webp") and quality_preset(args.quality).eot_samples == 0:
-        print(f"fixative: warning: {suffix[1:].upper()} compression was not part of the '{args.quality}' "
-              "optimisation; use --quality default or slow, or PNG, for protection that survives it", file=sys.stderr)
+        kind = "WebP" if suffix == ".webp" else "JPEG"
+        print(
+            f"fixative: warning: {kind} compression was not part of the '{args.quality}' "
+            "optimisation; use --quality default or slow, or PNG, for protection that survives it",
+            file=sys.stderr,
+        )
     if args.output:
         planned = [Path(args.output)]
     else:
         planned = [output_path_for(p, args.out_dir, suffix) for p in inputs]
+    resolved_inputs = {p.resolve() for p in inputs if p.exists()}
     for out in planned:
+        if out.resolve() in resolved_inputs:
+            raise FixativeError(f"{out}: refusing to overwrite an input image; choose another output name")
         if out.exists() and not args.overwrite:
             raise FixativeError(f"{out}: already exists (use --overwrite to replace it)")
     if getattr(args, "server", None):
@@ -103,13 +112,31 @@ def cmd_protect(args: argparse.Namespace) -> int:
     on_step, close_bar = _progress_bars(show)
     reports, failures = [], 0
     options = dict(
-        method=args.method, intensity=args.intensity, quality=args.quality, models=args.model or None,
-        target=args.target, concept=args.concept, anchor=args.anchor, style=args.style, pattern=args.pattern,
-        pipeline=args.pipeline, seed=args.seed, device=args.device, dtype=args.precision, steps=args.steps,
-        optimizer=args.optimizer, allow_download=args.allow_download, progress=on_step,
+        method=args.method,
+        intensity=args.intensity,
+        quality=args.quality,
+        models=args.model or None,
+        target=args.target,
+        concept=args.concept,
+        anchor=args.anchor,
+        style=args.style,
+        pattern=args.pattern,
+        pipeline=args.pipeline,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.precision,
+        steps=args.steps,
+        optimizer=args.optimizer,
+        allow_download=args.allow_download,
+        progress=on_step,
     )
-    images_bar = tqdm(list(zip(inputs, planned, strict=True)), desc="images", unit="img", disable=not show or len(inputs) < 2,
-                      file=sys.stderr)
+    images_bar = tqdm(
+        list(zip(inputs, planned, strict=True)),
+        desc="images",
+        unit="img",
+        disable=not show or len(inputs) < 2,
+        file=sys.stderr,
+    )
     for source, out in images_bar:
         try:
             artwork = load_image(source)
@@ -120,15 +147,18 @@ def cmd_protect(args: argparse.Namespace) -> int:
             if args.verify:
                 from .check import check
 
-                verdict = check(written, original=source, models=args.model or None, device=args.device,
-                                fast=True)
+                verdict = check(
+                    written, original=source, models=args.model or None, device=args.device, fast=True
+                )
                 report["verify"] = verdict
                 print(f"  verify: {verdict['verdict']}", file=sys.stderr)
             reports.append(report)
             p = report["perceptual"]
             if not args.quiet:
-                print(f"{source} -> {written}  strength {report['strength']:.2f}  "
-                      f"PSNR {p['psnr_db']:.1f} dB  L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s")
+                print(
+                    f"{source} -> {written}  strength {report['strength']:.2f}  "
+                    f"PSNR {p['psnr_db']:.1f} dB  L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s"
+                )
             for note in report.get("notes", []):
                 if not args.quiet:
                     print(f"  note: {note}", file=sys.stderr)
@@ -185,10 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="style", choices=["style", "concept", "edit"])
     p.add_argument("--intensity", default="default", help="low, default or high (the perceptual budget)")
     p.add_argument("--quality", default="default", help="fast, default or slow (steps and robustness)")
-    p.add_argument("--model", action="append", help="encoder file, folder, name or hub id; repeat for an ensemble")
+    p.add_argument(
+        "--model", action="append", help="encoder file, folder, name or hub id; repeat for an ensemble"
+    )
     p.add_argument("--target", help="style image (style), anchor image (concept) or target image (edit)")
     p.add_argument("--concept", help="concept poison: the caption the image keeps (e.g. 'dog')")
-    p.add_argument("--anchor", help="concept poison: the other concept, for a text2img anchor with --pipeline")
+    p.add_argument(
+        "--anchor", help="concept poison: the other concept, for a text2img anchor with --pipeline"
+    )
     p.add_argument("--style", help="style cloak: built-in style (charcoal, pop, mosaic) or an img2img prompt")
     p.add_argument("--pattern", help="edit shield target: grey or pattern (default)")
     p.add_argument("--pipeline", help="local diffusers pipeline folder for img2img/text2img targets")
@@ -201,7 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--allow-download", action="store_true", help="allow fetching a hub model once")
-    p.add_argument("--verify", action="store_true", help="run a quick check after protecting and print the verdict")
+    p.add_argument(
+        "--verify", action="store_true", help="run a quick check after protecting and print the verdict"
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     p.add_argument("-q", "--quiet", action="store_true")
     p.add_argument("--server", metavar="URL", help="run on a `fixative serve` engine (its URL, or 'auto')")

@@ -2,8 +2,8 @@
 
 ``strength = 1 - D(protected, target) / D(original, target)``, where D is the mean squared feature
 distance (the quantity the optimiser minimises, as in PhotoGuard and Glaze): 0 means the features did not
-move toward the target, 1 means they equal the target's; 0.5 means half the distance is gone. The optimiser, ``check``, the report and the
-benchmarks all use this function, so their figures agree.
+move toward the target, 1 means they equal the target's; 0.5 means half the distance is gone.
+The optimiser, ``check``, the report and the benchmarks all use this function, so their figures agree.
 """
 
 from __future__ import annotations
@@ -39,19 +39,27 @@ def _starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
     return starts
 
 
-def tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 16) -> list[Tile]:
+def tiles(
+    height: int, width: int, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 16
+) -> list[Tile]:
     """Overlapping tiles covering the image; offsets aligned so JPEG blocks and latents line up."""
     tile = max(align * 4, tile // align * align)
     out = []
     for top in _starts(height, tile, overlap, align):
         for left in _starts(width, tile, overlap, align):
-            out.append(Tile(top, left, min(tile, height - top) if height > tile + overlap // 2 else height,
-                            min(tile, width - left) if width > tile + overlap // 2 else width))
+            out.append(
+                Tile(
+                    top,
+                    left,
+                    min(tile, height - top) if height > tile + overlap // 2 else height,
+                    min(tile, width - left) if width > tile + overlap // 2 else width,
+                )
+            )
     return out
 
 
 def tile_weight(t: Tile, height: int, width: int, overlap: int, device: torch.device) -> torch.Tensor:
-    """A (1, h, w) ramp that fades toward tile edges shared with a neighbour (so tiles blend without seams)."""
+    """A (1, h, w) ramp fading toward edges shared with a neighbour, so tiles blend without seams."""
 
     def ramp(n: int, fade_start: bool, fade_end: bool) -> torch.Tensor:
         w = torch.ones(n, device=device)
@@ -69,14 +77,17 @@ def tile_weight(t: Tile, height: int, width: int, overlap: int, device: torch.de
     return (wy[:, None] * wx[None, :])[None]
 
 
-def iter_features(encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                  tile_list: list[Tile]) -> Iterator[torch.Tensor]:
+def iter_features(
+    encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile_list: list[Tile]
+) -> Iterator[torch.Tensor]:
     for t in tile_list:
         yield encoder(t.crop(images))
 
 
 @torch.no_grad()
-def encode(encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int = DEFAULT_TILE) -> list[torch.Tensor]:
+def encode(
+    encoder: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int = DEFAULT_TILE
+) -> list[torch.Tensor]:
     """Features of every tile of ``images`` (B, 3, H, W), as a list in tile order."""
     return list(iter_features(encoder, images, tiles(images.shape[-2], images.shape[-1], tile)))
 
@@ -88,7 +99,9 @@ def distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return total / max(count, 1)
 
 
-def strength(protected: list[torch.Tensor], original: list[torch.Tensor], target: list[torch.Tensor]) -> float:
+def strength(
+    protected: list[torch.Tensor], original: list[torch.Tensor], target: list[torch.Tensor]
+) -> float:
     """0 = features did not move toward the target, 1 = they equal it (can go below 0 if they moved away)."""
     start = distance(original, target)
     if start <= 1e-12:

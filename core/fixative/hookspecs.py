@@ -32,7 +32,9 @@ class EncoderFamily(Protocol):
     def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
         """A ModelEntry for a hub id this family can load, else None."""
 
-    def load(self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool) -> Encoder:
+    def load(
+        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
+    ) -> Encoder:
         """Build the encoder (and decoder when asked and available), weights loaded strictly."""
 
 

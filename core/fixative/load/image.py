@@ -50,13 +50,13 @@ def _read_metadata(image: Image.Image) -> dict | None:
     if raw is None and image.format == "JPEG":
         comment = image.info.get("comment", b"")
         if isinstance(comment, bytes) and comment.startswith(b"fixative:"):
-            raw = comment[len(b"fixative:"):].decode("utf-8", "replace")
+            raw = comment[len(b"fixative:") :].decode("utf-8", "replace")
     if raw is None and "xmp" in image.info:
         xmp = image.info["xmp"]
         xmp = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
-        start = xmp.find("fixative:json=\"")
+        start = xmp.find('fixative:json="')
         if start >= 0:
-            end = xmp.find("\"", start + 15)
+            end = xmp.find('"', start + 15)
             import html
 
             raw = html.unescape(xmp[start + 15 : end])
@@ -74,8 +74,10 @@ def from_pil(image: Image.Image, source: str | None = None) -> Artwork:
     if image.width == 0 or image.height == 0:
         raise BadImageError(f"{source or 'image'}: image has zero size")
     if image.width * image.height > MAX_PIXELS:
-        raise BadImageError(f"{source or 'image'}: {image.width}x{image.height} is larger than the "
-                            f"{MAX_PIXELS // 1_000_000} MP limit")
+        raise BadImageError(
+            f"{source or 'image'}: {image.width}x{image.height} is larger than the "
+            f"{MAX_PIXELS // 1_000_000} MP limit"
+        )
     notes: list[str] = []
     icc = image.info.get("icc_profile")
     exif = image.info.get("exif")
@@ -90,11 +92,15 @@ def from_pil(image: Image.Image, source: str | None = None) -> Artwork:
         arr = np.asarray(image, dtype=np.float64)
         bits = 16
         if arr.max() > 65535 or arr.min() < 0:
-            raise BadImageError(f"{source or 'image'}: 32-bit integer images are not supported; save as 16-bit PNG")
+            raise BadImageError(
+                f"{source or 'image'}: 32-bit integer images are not supported; save as 16-bit PNG"
+            )
         grey = torch.from_numpy((arr / 65535.0).astype(np.float32))
         rgb = grey.expand(3, -1, -1).clone()
     elif mode == "F":
-        raise BadImageError(f"{source or 'image'}: 32-bit float images are not supported; save as 8/16-bit PNG or TIFF")
+        raise BadImageError(
+            f"{source or 'image'}: 32-bit float images are not supported; save as 8/16-bit PNG or TIFF"
+        )
     else:
         if mode == "P":
             has_alpha = "transparency" in image.info
@@ -119,8 +125,18 @@ def from_pil(image: Image.Image, source: str | None = None) -> Artwork:
             alpha = np.array(image.getchannel("A"))
         base = image.convert("RGB")
         rgb = torch.from_numpy(np.array(base, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-    return Artwork(rgb=rgb.contiguous(), mode=mode, alpha=alpha, bits=bits, icc_profile=icc, exif=exif,
-                   source=source, format=fmt, metadata=metadata, notes=notes)
+    return Artwork(
+        rgb=rgb.contiguous(),
+        mode=mode,
+        alpha=alpha,
+        bits=bits,
+        icc_profile=icc,
+        exif=exif,
+        source=source,
+        format=fmt,
+        metadata=metadata,
+        notes=notes,
+    )
 
 
 def load_image(path: str | Path) -> Artwork:
@@ -133,8 +149,9 @@ def load_image(path: str | Path) -> Artwork:
         raise BadImageError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise BadImageError(f"{name}: file is empty")
-    data = path.read_bytes()
-    return load_bytes(data, name)
+    artwork = load_bytes(path.read_bytes(), name)
+    artwork.source = str(path)
+    return artwork
 
 
 def load_bytes(data: bytes, name: str = "upload") -> Artwork:
@@ -148,12 +165,23 @@ def load_bytes(data: bytes, name: str = "upload") -> Artwork:
             image = Image.open(io.BytesIO(data))
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadImageError(f"{name}: image is larger than the {MAX_PIXELS // 1_000_000} MP limit "
-                            "(or a decompression bomb)") from None
+        raise BadImageError(
+            f"{name}: image is larger than the {MAX_PIXELS // 1_000_000} MP limit (or a decompression bomb)"
+        ) from None
     except UnidentifiedImageError:
-        raise BadImageError(f"{name}: not an image file Fixative can read (PNG, JPEG, WebP, TIFF, BMP, GIF)") from None
+        if (
+            data[:8] == b"\x89PNG\r\n\x1a\n"
+            and len(data) >= 24
+            and (data[16:20] == bytes(4) or data[20:24] == bytes(4))
+        ):
+            raise BadImageError(f"{name}: image has zero size") from None
+        raise BadImageError(
+            f"{name}: not an image file Fixative can read (PNG, JPEG, WebP, TIFF, BMP, GIF)"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadImageError(f"{name}: image file is truncated or corrupt ({str(exc).splitlines()[0][:120]})") from None
+        raise BadImageError(
+            f"{name}: image file is truncated or corrupt ({str(exc).splitlines()[0][:120]})"
+        ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     # Pixels are protected as stored; the EXIF orientation tag is kept, so viewers rotate as before.

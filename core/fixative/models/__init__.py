@@ -4,6 +4,14 @@ from .base import Encoder, ModelEntry, resolve_device, resolve_dtype
 from .discovery import CACHE, HOW_TO_GET_A_MODEL, find_models, load_encoders, resolve, search_path
 
 __all__ = [
-    "CACHE", "HOW_TO_GET_A_MODEL", "Encoder", "ModelEntry", "find_models", "load_encoders", "resolve",
-    "resolve_device", "resolve_dtype", "search_path",
+    "CACHE",
+    "HOW_TO_GET_A_MODEL",
+    "Encoder",
+    "ModelEntry",
+    "find_models",
+    "load_encoders",
+    "resolve",
+    "resolve_device",
+    "resolve_dtype",
+    "search_path",
 ]

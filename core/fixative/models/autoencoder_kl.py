@@ -52,7 +52,9 @@ def config_from_diffusers_keys(keys: dict[str, tuple[int, ...]]) -> dict:
     """An AutoencoderKL config that fits a diffusers-layout state dict, read off its shapes."""
     n_down = 1 + max(int(m[1]) for k in keys if (m := re.match(r"encoder\.down_blocks\.(\d+)\.", k)))
     channels = [keys[f"encoder.down_blocks.{i}.resnets.0.conv1.weight"][0] for i in range(n_down)]
-    layers = 1 + max(int(m[1]) for k in keys if (m := re.match(r"encoder\.down_blocks\.0\.resnets\.(\d+)\.", k)))
+    layers = 1 + max(
+        int(m[1]) for k in keys if (m := re.match(r"encoder\.down_blocks\.0\.resnets\.(\d+)\.", k))
+    )
     groups = 32
     for c in channels:
         groups = gcd(groups, c)
@@ -102,7 +104,9 @@ def wrap(vae, family: str, name: str, source: str, with_decoder: bool = True) ->
     shift = float(cfg.shift_factor or 0.0) if getattr(cfg, "shift_factor", None) is not None else 0.0
     downscale = 2 ** (len(cfg.block_out_channels) - 1)
     decode = KLDecode(vae, scaling, shift) if with_decoder else None
-    return Encoder(name, family, int(cfg.latent_channels), downscale, KLEncode(vae, scaling, shift), decode, source)
+    return Encoder(
+        name, family, int(cfg.latent_channels), downscale, KLEncode(vae, scaling, shift), decode, source
+    )
 
 
 class AutoencoderKLFamily:
@@ -128,7 +132,9 @@ class AutoencoderKLFamily:
                         family = _family_from(path.name, ch)
                         if ch == 4 and abs(float(config.get("scaling_factor", 0.18215)) - 0.13025) < 1e-4:
                             family = "sdxl"
-                        return ModelEntry(family, ch, str(folder), "kl", decoder=str(folder), details={"format": "folder"})
+                        return ModelEntry(
+                            family, ch, str(folder), "kl", decoder=str(folder), details={"format": "folder"}
+                        )
             return None
         if path.suffix != ".safetensors":
             return None
@@ -138,13 +144,25 @@ class AutoencoderKLFamily:
             return None
         if _is_diffusers_keys(keys):
             ch = keys["encoder.conv_out.weight"][0] // 2
-            return ModelEntry(_family_from(path.name, ch), ch, str(path), "kl", decoder=str(path),
-                              details={"format": "diffusers-file"})
+            return ModelEntry(
+                _family_from(path.name, ch),
+                ch,
+                str(path),
+                "kl",
+                decoder=str(path),
+                details={"format": "diffusers-file"},
+            )
         prefix = _ldm_prefix(keys)
         if prefix is not None and f"{prefix}encoder.conv_out.weight" in keys:
             ch = keys[f"{prefix}encoder.conv_out.weight"][0] // 2
-            return ModelEntry(_family_from(path.name, ch), ch, str(path), "kl", decoder=str(path),
-                              details={"format": "ldm-file", "prefix": prefix})
+            return ModelEntry(
+                _family_from(path.name, ch),
+                ch,
+                str(path),
+                "kl",
+                decoder=str(path),
+                details={"format": "ldm-file", "prefix": prefix},
+            )
         return None
 
     def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
@@ -155,8 +173,11 @@ class AutoencoderKLFamily:
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
         for local_only in (True,) if (offline or not allow_download) else (True, False):
             try:
-                folder = snapshot_download(model_id, allow_patterns=["vae/*", "config.json", "*.safetensors"],
-                                           local_files_only=local_only)
+                folder = snapshot_download(
+                    model_id,
+                    allow_patterns=["vae/*", "config.json", "*.safetensors"],
+                    local_files_only=local_only,
+                )
             except Exception:
                 continue
             entry = self.probe(Path(folder))
@@ -165,7 +186,9 @@ class AutoencoderKLFamily:
                 return entry
         return None
 
-    def load(self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool) -> Encoder:
+    def load(
+        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
+    ) -> Encoder:
         from diffusers import AutoencoderKL
 
         fmt = entry.details.get("format")
@@ -178,7 +201,9 @@ class AutoencoderKLFamily:
         except ModelNotFoundError:
             raise
         except Exception as exc:
-            raise ModelNotFoundError(f"{name}: could not load as AutoencoderKL ({str(exc).splitlines()[0][:160]})") from None
+            raise ModelNotFoundError(
+                f"{name}: could not load as AutoencoderKL ({str(exc).splitlines()[0][:160]})"
+            ) from None
         scaling, shift = LATENT_SCALING.get(entry.family, (None, None))
         if fmt != "folder" and scaling is not None:
             vae.register_to_config(scaling_factor=scaling, shift_factor=shift or None)
@@ -195,19 +220,32 @@ class AutoencoderKLFamily:
             from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
             prefix = entry.details.get("prefix", "")
-            n_down = 1 + max(int(m[1]) for k in state if (m := re.match(rf"{re.escape(prefix)}encoder\.down\.(\d+)\.", k)))
+            n_down = 1 + max(
+                int(m[1]) for k in state if (m := re.match(rf"{re.escape(prefix)}encoder\.down\.(\d+)\.", k))
+            )
             state = {k: v for k, v in state.items() if k.startswith(prefix) and "model_ema" not in k}
             if prefix:
-                state = {f"first_stage_model.{k[len(prefix):]}": v for k, v in state.items()}
-            state = convert_ldm_vae_checkpoint(state, {"down_block_types": ["DownEncoderBlock2D"] * n_down,
-                                                       "up_block_types": ["UpDecoderBlock2D"] * n_down})
+                state = {f"first_stage_model.{k[len(prefix) :]}": v for k, v in state.items()}
+            state = convert_ldm_vae_checkpoint(
+                state,
+                {
+                    "down_block_types": ["DownEncoderBlock2D"] * n_down,
+                    "up_block_types": ["UpDecoderBlock2D"] * n_down,
+                },
+            )
         else:
-            state = {k: v for k, v in state.items() if k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv"))}
+            state = {
+                k: v
+                for k, v in state.items()
+                if k.startswith(("encoder.", "decoder.", "quant_conv", "post_quant_conv"))
+            }
         config = config_from_diffusers_keys({k: tuple(v.shape) for k, v in state.items()})
         vae = AutoencoderKL(**config)
         missing, unexpected = vae.load_state_dict(state, strict=False)
         missing = [k for k in missing if not k.startswith("decoder.")]  # an encoder-only file is fine
         if missing or unexpected:
-            raise ModelNotFoundError(f"{path.name}: weights do not fit AutoencoderKL "
-                                     f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+            raise ModelNotFoundError(
+                f"{path.name}: weights do not fit AutoencoderKL "
+                f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         return vae

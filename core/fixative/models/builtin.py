@@ -30,7 +30,9 @@ class TinyAutoencoderFamily:
     def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
         return None
 
-    def load(self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool) -> Encoder:
+    def load(
+        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
+    ) -> Encoder:
         return taesd.load(entry, device, dtype, with_decoder)
 
 

@@ -30,9 +30,14 @@ def search_path() -> list[Path]:
         if part.strip():
             dirs.append(Path(part).expanduser())
     home = Path.home()
-    hf = os.environ.get("HF_HUB_CACHE") or (Path(os.environ.get("HF_HOME", home / ".cache" / "huggingface")) / "hub")
+    hf = os.environ.get("HF_HUB_CACHE") or (
+        Path(os.environ.get("HF_HOME", home / ".cache" / "huggingface")) / "hub"
+    )
     dirs.append(Path(hf))
-    comfy_roots = [os.environ.get(v) for v in ("COMFYUI_DIR", "COMFYUI_PATH")] + [home / "ComfyUI", home / "comfy" / "ComfyUI"]
+    comfy_roots = [os.environ.get(v) for v in ("COMFYUI_DIR", "COMFYUI_PATH")] + [
+        home / "ComfyUI",
+        home / "comfy" / "ComfyUI",
+    ]
     for root in filter(None, comfy_roots):
         for sub in ("vae", "vae_approx", "checkpoints"):
             dirs.append(Path(root) / "models" / sub)
@@ -111,14 +116,20 @@ def resolve(spec: str, allow_download: bool = False) -> ModelEntry:
     if path.exists():
         entry = probe(path)
         if entry is None:
-            raise ModelNotFoundError(f"{path.name}: not an image encoder Fixative knows "
-                                     "(expected a TAESD .pth/.safetensors, an AutoencoderKL file or folder)")
+            raise ModelNotFoundError(
+                f"{path.name}: not an image encoder Fixative knows "
+                "(expected a TAESD .pth/.safetensors, an AutoencoderKL file or folder)"
+            )
         if entry.kind == "tiny-decoder":
             raise ModelNotFoundError(f"{path.name}: this is a decoder; pass the matching *_encoder file")
         return entry
     for entry in find_models():
-        if spec in (entry.family, Path(entry.source).name, Path(entry.source).stem,
-                    Path(entry.source).stem.replace("_encoder", "")):
+        if spec in (
+            entry.family,
+            Path(entry.source).name,
+            Path(entry.source).stem,
+            Path(entry.source).stem.replace("_encoder", ""),
+        ):
             return entry
     if "/" in spec and not spec.startswith((".", "/", "~")):
         for family in encoder_families():
@@ -127,10 +138,14 @@ def resolve(spec: str, allow_download: bool = False) -> ModelEntry:
                 entry.details.setdefault("loader", family.name)
                 return entry
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
-        raise ModelNotFoundError(f"model {spec!r} is not in the local Hugging Face cache{offline}; "
-                                 "download it once with --allow-download, or pass a local file with --model PATH")
-    raise ModelNotFoundError(f"model {spec!r} not found: no such file, and no model of that name on the search path "
-                             "(see `fixative models`)")
+        raise ModelNotFoundError(
+            f"model {spec!r} is not in the local Hugging Face cache{offline}; "
+            "download it once with --allow-download, or pass a local file with --model PATH"
+        )
+    raise ModelNotFoundError(
+        f"model {spec!r} not found: no such file, and no model of that name on the search path "
+        "(see `fixative models`)"
+    )
 
 
 class EncoderCache:
@@ -141,7 +156,9 @@ class EncoderCache:
         self._items: OrderedDict[tuple, Encoder] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool = True) -> Encoder:
+    def get(
+        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool = True
+    ) -> Encoder:
         key = (entry.source, str(device), str(dtype), with_decoder)
         with self._lock:
             if key in self._items:

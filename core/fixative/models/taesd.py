@@ -31,14 +31,19 @@ class Clamp(nn.Module):
 class Block(nn.Module):
     def __init__(self, n_in: int, n_out: int, pool: bool = False) -> None:
         super().__init__()
-        self.conv = nn.Sequential(_conv(n_in, n_out), nn.ReLU(), _conv(n_out, n_out), nn.ReLU(), _conv(n_out, n_out))
+        self.conv = nn.Sequential(
+            _conv(n_in, n_out), nn.ReLU(), _conv(n_out, n_out), nn.ReLU(), _conv(n_out, n_out)
+        )
         self.skip = nn.Conv2d(n_in, n_out, 1, bias=False) if n_in != n_out else nn.Identity()
         self.fuse = nn.ReLU()
         self.pool: nn.Module | None = None
         if pool:  # taef2: a global group-norm branch added before the block
             wide = n_in * 4
             self.pool = nn.Sequential(
-                nn.Conv2d(n_in, wide, 1, bias=False), nn.GroupNorm(4, wide), nn.ReLU(), nn.Conv2d(wide, n_in, 1, bias=False)
+                nn.Conv2d(n_in, wide, 1, bias=False),
+                nn.GroupNorm(4, wide),
+                nn.ReLU(),
+                nn.Conv2d(wide, n_in, 1, bias=False),
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +54,13 @@ class Block(nn.Module):
 
 def build_encoder(latent_channels: int, variant: str = "f8", pool: bool = False) -> nn.Sequential:
     if variant == "f32":
-        stem: list[nn.Module] = [_conv(3, 32, stride=2), nn.ReLU(), _conv(32, 64, stride=2), nn.ReLU(), Block(64, 64)]
+        stem: list[nn.Module] = [
+            _conv(3, 32, stride=2),
+            nn.ReLU(),
+            _conv(32, 64, stride=2),
+            nn.ReLU(),
+            Block(64, 64),
+        ]
     else:
         stem = [_conv(3, 64), Block(64, 64)]
     down = lambda: _conv(64, 64, stride=2, bias=False)  # noqa: E731
@@ -117,8 +128,13 @@ def describe_tiny(keys: dict[str, tuple[int, ...]], name: str) -> dict | None:
     family = next((fam for token, fam in _FAMILY_BY_NAME if token in lower), None)
     if family is None:
         ch = info["latent_channels"]
-        family = "taef2" if info.get("pool") else "taesana" if info.get("variant") == "f32" else (
-            {4: "taesd", 16: "taef1", 32: "taef2"}.get(ch, f"tae-{ch}ch"))
+        family = (
+            "taef2"
+            if info.get("pool")
+            else "taesana"
+            if info.get("variant") == "f32"
+            else ({4: "taesd", 16: "taef1", 32: "taef2"}.get(ch, f"tae-{ch}ch"))
+        )
     info["family"] = family
     return info
 
@@ -141,7 +157,9 @@ def probe(path: Path) -> ModelEntry | None:
         sibling = path.with_name(path.name.replace("_encoder", "_decoder"))
         if sibling != path and sibling.is_file():
             decoder = str(sibling)
-    return ModelEntry(info["family"], info["latent_channels"], str(path), "tiny", decoder=decoder, details=info)
+    return ModelEntry(
+        info["family"], info["latent_channels"], str(path), "tiny", decoder=decoder, details=info
+    )
 
 
 def _state_for(path: str, part: str) -> dict[str, torch.Tensor]:
@@ -166,17 +184,27 @@ def load(entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decod
     try:
         encoder.load_state_dict(_state_for(entry.source, "encoder"), strict=True)
     except RuntimeError as exc:
-        raise ModelNotFoundError(f"{Path(entry.source).name}: weights do not fit the {info['family']} layout "
-                                 f"({str(exc).splitlines()[0][:160]})") from None
+        raise ModelNotFoundError(
+            f"{Path(entry.source).name}: weights do not fit the {info['family']} layout "
+            f"({str(exc).splitlines()[0][:160]})"
+        ) from None
     decoder = None
     if with_decoder and entry.decoder and info.get("variant", "f8") == "f8":
         decoder = build_decoder(ch, pool)
         try:
             decoder.load_state_dict(_state_for(entry.decoder, "decoder"), strict=True)
         except RuntimeError as exc:
-            raise ModelNotFoundError(f"{Path(entry.decoder).name}: decoder weights do not fit "
-                                     f"({str(exc).splitlines()[0][:160]})") from None
+            raise ModelNotFoundError(
+                f"{Path(entry.decoder).name}: decoder weights do not fit ({str(exc).splitlines()[0][:160]})"
+            ) from None
     downscale = 32 if info.get("variant") == "f32" else 8
-    model = Encoder(Path(entry.source).stem.replace("_encoder", ""), info["family"], ch, downscale, encoder, decoder,
-                    source=entry.source)
+    model = Encoder(
+        Path(entry.source).stem.replace("_encoder", ""),
+        info["family"],
+        ch,
+        downscale,
+        encoder,
+        decoder,
+        source=entry.source,
+    )
     return model.to(device=device, dtype=dtype)

@@ -21,12 +21,19 @@ def texture_mask(rgb: torch.Tensor, min_share: float, window: int = 9) -> torch.
     std = var.clamp_min(0).sqrt()
     reference = torch.quantile(std.flatten()[:: max(1, std.numel() // 200_000)], 0.75).clamp_min(0.02)
     busy = (std / reference).clamp(0, 1)
-    busy = kornia.filters.gaussian_blur2d(busy, (window, window), (window / 3, window / 3), border_type="reflect")
+    busy = kornia.filters.gaussian_blur2d(
+        busy, (window, window), (window / 3, window / 3), border_type="reflect"
+    )
     return (min_share + (1 - min_share) * busy)[0]
 
 
-def bound(rgb: torch.Tensor, epsilon: float, min_share: float, user_mask: torch.Tensor | None = None,
-          texture_aware: bool = True) -> torch.Tensor:
+def bound(
+    rgb: torch.Tensor,
+    epsilon: float,
+    min_share: float,
+    user_mask: torch.Tensor | None = None,
+    texture_aware: bool = True,
+) -> torch.Tensor:
     """Per-pixel L-infinity bound (1, H, W): never above epsilon, zero outside the user's mask."""
     shape = texture_mask(rgb, min_share) if texture_aware and min_share < 1 else torch.ones(1, *rgb.shape[1:])
     b = epsilon * shape.to(rgb.device)

@@ -63,7 +63,9 @@ def to_pil(artwork: Artwork, rgb: torch.Tensor, epsilon: float | None = None) ->
     return image
 
 
-def encode(image: Image.Image, artwork: Artwork, fmt: str, metadata: dict | None, jpeg_quality: int = 95) -> bytes:
+def encode(
+    image: Image.Image, artwork: Artwork, fmt: str, metadata: dict | None, jpeg_quality: int = 95
+) -> bytes:
     """The file bytes, with ICC, EXIF and Fixative metadata embedded the way each format allows."""
     meta_json = json.dumps(metadata, sort_keys=True) if metadata else None
     kwargs: dict = {}
@@ -114,12 +116,16 @@ def save_image(
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise BadParameterError(f"{path.name}: unsupported output type {path.suffix!r}; use .png, .jpg, .webp or .tif")
+        raise BadParameterError(
+            f"{path.name}: unsupported output type {path.suffix!r}; use .png, .jpg, .webp or .tif"
+        )
     resolved = path.resolve()
     for source in list(inputs) + ([artwork.source] if artwork.source else []):
         try:
             if Path(source).exists() and Path(source).resolve() == resolved:
-                raise FixativeError(f"{path}: refusing to overwrite an input image; choose another output name")
+                raise FixativeError(
+                    f"{path}: refusing to overwrite an input image; choose another output name"
+                )
         except OSError:
             continue
     if path.exists() and not overwrite:

@@ -43,7 +43,9 @@ class Target:
     caption: str | None = None
     details: dict = field(default_factory=dict)
 
-    def features(self, encoder, original_tile: torch.Tensor, target_tile: torch.Tensor | None) -> torch.Tensor:
+    def features(
+        self, encoder, original_tile: torch.Tensor, target_tile: torch.Tensor | None
+    ) -> torch.Tensor:
         with torch.no_grad():
             if self.latent_transform is not None:
                 return self.latent_transform(encoder, encoder(original_tile))
@@ -53,7 +55,9 @@ class Target:
     def hash(self) -> str:
         digest = hashlib.sha256(f"{self.method}:{self.kind}:{self.description}".encode())
         if self.image is not None:
-            digest.update((self.image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
+            digest.update(
+                (self.image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()
+            )
         for key in sorted(self.details):
             digest.update(f"{key}={self.details[key]}".encode())
         return digest.hexdigest()[:16]
@@ -62,15 +66,19 @@ class Target:
         out = {"method": self.method, "kind": self.kind, "description": self.description, "hash": self.hash}
         if self.caption:
             out["caption"] = self.caption
+        if self.details:
+            out["details"] = dict(self.details)  # lets ``check`` rebuild the target from the file alone
         return out
 
 
 def fit_to(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Resize to cover (height, width) keeping aspect, then centre-crop: an anchor fills the artwork's frame."""
+    """Resize to cover (height, width) keeping aspect, then centre-crop: the anchor fills the frame."""
     _, h, w = image.shape
     scale = max(height / h, width / w)
     nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
-    resized = F.interpolate(image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True)[0]
+    resized = F.interpolate(
+        image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False, antialias=True
+    )[0]
     top, left = (nh - height) // 2, (nw - width) // 2
     return resized[:, top : top + height, left : left + width].clamp(0, 1).contiguous()
 
@@ -85,6 +93,6 @@ def make_target(request: TargetRequest) -> Target:
             return maker.make(request)
     hints = {
         "concept": "concept poison needs an anchor image of the other concept (--target IMG), "
-                   "or --anchor TEXT with a local diffusers pipeline (--pipeline DIR)",
+        "or --anchor TEXT with a local diffusers pipeline (--pipeline DIR)",
     }
     raise BadParameterError(hints.get(request.method, f"no target available for method {request.method!r}"))

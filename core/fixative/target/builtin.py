@@ -50,13 +50,23 @@ class StyleImage:
                 with torch.no_grad():
                     zs = encoder(style_small.to(encoder.device))
                     za = encoder(art_small.to(encoder.device))
-                stats[key] = (za.mean((0, 2, 3), keepdim=True), za.std((0, 2, 3), keepdim=True) + 1e-5,
-                              zs.mean((0, 2, 3), keepdim=True), zs.std((0, 2, 3), keepdim=True))
+                stats[key] = (
+                    za.mean((0, 2, 3), keepdim=True),
+                    za.std((0, 2, 3), keepdim=True) + 1e-5,
+                    zs.mean((0, 2, 3), keepdim=True),
+                    zs.std((0, 2, 3), keepdim=True),
+                )
             mu_a, sd_a, mu_s, sd_s = stats[key]
             return (z - mu_a) / sd_a * sd_s + mu_s
 
-        return Target("style", self.kind, "latent statistics of the given style image", image=None,
-                      latent_transform=transform, details={"style_image": _image_digest(request.image)})
+        return Target(
+            "style",
+            self.kind,
+            "latent statistics of the given style image",
+            image=None,
+            latent_transform=transform,
+            details={"style_image": _image_digest(request.image)},
+        )
 
 
 class PipelineStyle:
@@ -65,7 +75,12 @@ class PipelineStyle:
     method, kind, priority = "style", "img2img", 20
 
     def can_make(self, request: TargetRequest) -> bool:
-        return bool(request.pipeline) and request.image is None and bool(request.style) and request.style not in STYLES
+        return (
+            bool(request.pipeline)
+            and request.image is None
+            and bool(request.style)
+            and request.style not in STYLES
+        )
 
     def make(self, request: TargetRequest) -> Target:
         from diffusers import AutoPipelineForImage2Image
@@ -74,10 +89,21 @@ class PipelineStyle:
         h, w = request.artwork.shape[1:]
         init = _downsized(request.artwork, 512)
         generator = torch.Generator().manual_seed(request.seed)
-        out = pipe(prompt=request.style, image=init, strength=0.6, num_inference_steps=20, guidance_scale=7.0,
-                   generator=generator, output_type="pt").images
-        image = F.interpolate(out.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)[0].clamp(0, 1)
-        return Target("style", self.kind, f"img2img: {request.style}", image=image, details={"prompt": request.style})
+        out = pipe(
+            prompt=request.style,
+            image=init,
+            strength=0.6,
+            num_inference_steps=20,
+            guidance_scale=7.0,
+            generator=generator,
+            output_type="pt",
+        ).images
+        image = F.interpolate(out.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)[0].clamp(
+            0, 1
+        )
+        return Target(
+            "style", self.kind, f"img2img: {request.style}", image=image, details={"prompt": request.style}
+        )
 
 
 class AnchorConcept:
@@ -88,9 +114,14 @@ class AnchorConcept:
 
     def make(self, request: TargetRequest) -> Target:
         h, w = request.artwork.shape[1:]
-        return Target("concept", self.kind, f"anchor image of '{request.anchor or 'another concept'}'",
-                      image=fit_to(request.image, h, w), caption=request.concept,
-                      details={"anchor": request.anchor or ""})
+        return Target(
+            "concept",
+            self.kind,
+            f"anchor image of '{request.anchor or 'another concept'}'",
+            image=fit_to(request.image, h, w),
+            caption=request.concept,
+            details={"anchor": request.anchor or ""},
+        )
 
 
 class PipelineConcept:
@@ -107,11 +138,22 @@ class PipelineConcept:
         pipe = _load_pipeline(AutoPipelineForText2Image, request.pipeline)
         h, w = request.artwork.shape[1:]
         generator = torch.Generator().manual_seed(request.seed)
-        out = pipe(prompt=request.anchor, num_inference_steps=20, guidance_scale=7.0, generator=generator,
-                   output_type="pt").images
+        out = pipe(
+            prompt=request.anchor,
+            num_inference_steps=20,
+            guidance_scale=7.0,
+            generator=generator,
+            output_type="pt",
+        ).images
         image = fit_to(out[0].float().cpu(), h, w)
-        return Target("concept", self.kind, f"text2img anchor: {request.anchor}", image=image,
-                      caption=request.concept, details={"anchor": request.anchor})
+        return Target(
+            "concept",
+            self.kind,
+            f"text2img anchor: {request.anchor}",
+            image=image,
+            caption=request.concept,
+            details={"anchor": request.anchor},
+        )
 
 
 class EditTarget:
@@ -133,18 +175,29 @@ class EditTarget:
 def _image_digest(image: torch.Tensor) -> str:
     import hashlib
 
-    return hashlib.sha256((image.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+    return hashlib.sha256((image.clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes()).hexdigest()[
+        :16
+    ]
 
 
 def _load_pipeline(cls, folder: str):
     try:
         pipe = cls.from_pretrained(folder, local_files_only=True)
     except Exception as exc:
-        raise FixativeError(f"could not load the diffusers pipeline at {folder} ({str(exc).splitlines()[0][:160]})") from None
+        raise FixativeError(
+            f"could not load the diffusers pipeline at {folder} ({str(exc).splitlines()[0][:160]})"
+        ) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
 @hookimpl
 def fixative_target_makers() -> list:
-    return [ProceduralStyle(), StyleImage(), PipelineStyle(), AnchorConcept(), PipelineConcept(), EditTarget()]
+    return [
+        ProceduralStyle(),
+        StyleImage(),
+        PipelineStyle(),
+        AnchorConcept(),
+        PipelineConcept(),
+        EditTarget(),
+    ]

@@ -19,7 +19,9 @@ def pattern(height: int, width: int) -> torch.Tensor:
     r = 0.5 + 0.5 * torch.sin(2 * math.pi * (x + y) / period)
     g = 0.5 + 0.5 * torch.sin(2 * math.pi * (x - y) / (period * 0.75))
     b = 0.5 + 0.5 * torch.sign(torch.sin(2 * math.pi * x / period) * torch.sin(2 * math.pi * y / period))
-    return torch.stack([r.expand(height, width), g.expand(height, width), b.expand(height, width)]).contiguous()
+    return torch.stack(
+        [r.expand(height, width), g.expand(height, width), b.expand(height, width)]
+    ).contiguous()
 
 
 PATTERNS = {"grey": grey, "pattern": pattern}

@@ -1,0 +1,180 @@
+"""The command line end to end, including every kind of bad input: one line, non-zero exit, nothing lost."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixative.cli import main
+from PIL import Image
+
+FAST = ["--quality", "fast", "--steps", "2", "--method", "edit"]
+
+
+@pytest.fixture
+def art(tmp_path, small_artwork) -> Path:
+    path = tmp_path / "art.png"
+    small_artwork.resize((64, 48)).save(path)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_protect_writes_beside_input_and_refuses_to_clobber(capsys, art, tmp_path, taef2_path):
+    before = art.read_bytes()
+    code, out, _ = run(capsys, "protect", art, *FAST, "--model", taef2_path, "--json", tmp_path / "r.json")
+    assert code == 0, out
+    result = tmp_path / "art.protected.png"
+    assert result.exists() and art.read_bytes() == before
+    assert "strength" in (tmp_path / "r.json").read_text()
+    code, _, err = run(capsys, "protect", art, *FAST, "--model", taef2_path)
+    assert code == 2 and "already exists" in err and len(err.strip().splitlines()) == 1
+    code, _, _ = run(capsys, "protect", art, *FAST, "--model", taef2_path, "--overwrite")
+    assert code == 0
+
+
+def test_never_overwrites_an_input(capsys, art, taef2_path):
+    before = art.read_bytes()
+    code, _, err = run(capsys, "protect", art, *FAST, "--model", taef2_path, "-o", art, "--overwrite")
+    assert code == 2 and "input" in err
+    assert art.read_bytes() == before
+
+
+def test_folders_globs_and_out_dir(capsys, tmp_path, small_artwork, taef2_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.jpg"):
+        small_artwork.resize((40, 32)).save(src / name)
+    (src / "notes.txt").write_text("skip me")
+    out_dir = tmp_path / "out"
+    code, out, _ = run(
+        capsys, "protect", src, *FAST, "--model", taef2_path, "--out-dir", out_dir, "--format", "webp"
+    )
+    assert code == 0, out
+    assert sorted(p.name for p in out_dir.iterdir()) == ["a.protected.webp", "b.protected.webp"]
+    code, _, _ = run(
+        capsys, "protect", str(src / "*.png"), *FAST, "--model", taef2_path, "--out-dir", tmp_path / "g"
+    )
+    assert code == 0 and (tmp_path / "g" / "a.protected.png").exists()
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * (1 + min(width, 16)))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _bad_inputs(tmp_path: Path, art: Path) -> dict[str, tuple[Path, str]]:
+    full = art.read_bytes()
+    cases = {
+        "missing": (tmp_path / "nope.png", "no such file"),
+        "empty": (tmp_path / "empty.png", "empty"),
+        "truncated": (tmp_path / "trunc.png", "truncated or corrupt"),
+        "corrupt": (tmp_path / "noise.png", "not an image"),
+        "bomb": (tmp_path / "bomb.png", "limit"),
+        "zero": (tmp_path / "zero.png", "zero size"),
+        "float": (tmp_path / "float.tif", "not supported"),
+        "folder": (tmp_path, "no input images"),
+    }
+    cases["empty"][0].write_bytes(b"")
+    cases["truncated"][0].write_bytes(full[: len(full) // 2])
+    cases["corrupt"][0].write_bytes(np.random.default_rng(0).bytes(2000))
+    cases["bomb"][0].write_bytes(_png_with_size(100_000, 100_000))
+    cases["zero"][0].write_bytes(_png_with_size(0, 10))
+    Image.fromarray(np.zeros((8, 8), np.float32), "F").save(cases["float"][0])
+    return cases
+
+
+@pytest.mark.parametrize(
+    "case", ["missing", "empty", "truncated", "corrupt", "bomb", "zero", "float", "folder"]
+)
+def test_bad_images_get_one_line(case, capsys, tmp_path, art, taef2_path):
+    empty_dir = tmp_path / "emptydir"
+    empty_dir.mkdir()
+    path, expected = _bad_inputs(tmp_path, art)[case]
+    if case == "folder":
+        path = empty_dir
+    code, _, err = run(capsys, "protect", path, *FAST, "--model", taef2_path)
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if line.startswith("fixative:")]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--intensity", "extreme"], "intensity"),
+        (["--quality", "ultra"], "quality"),
+        (["--steps", "-3"], "steps"),
+        (["--format", "gif"], "format"),
+        (["--device", "quantum"], "device"),
+        (["--method", "concept"], "anchor"),
+    ],
+)
+def test_bad_parameters_get_one_line(argv, expected, capsys, art, taef2_path):
+    code, _, err = run(capsys, "protect", art, "--model", taef2_path, *argv)
+    assert code == 2 and expected in err and "Traceback" not in err
+
+
+def test_model_problems(capsys, tmp_path, art, taef2_path, monkeypatch):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_text("hello")
+    code, _, err = run(capsys, "protect", art, *FAST, "--model", junk)
+    assert code == 2 and "not an image encoder" in err
+    code, _, err = run(capsys, "protect", art, *FAST, "--model", taef2_path.with_name("taef2_decoder.pth"))
+    assert code == 2 and "decoder" in err
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("FIXATIVE_MODELS", str(tmp_path / "none"))
+    from fixative.models import CACHE
+
+    CACHE.clear()
+    code, _, err = run(capsys, "protect", art, *FAST)
+    assert code == 2 and "no image encoder found" in err and "FIXATIVE_MODELS" in err
+
+
+def test_models_lists_found(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "taef2" in out and "32 ch" in out
+
+
+def test_console_script_runs(tmp_path, art, taef2_path):
+    """The installed entry point, as a user runs it (one subprocess: importing torch is slow)."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fixative",
+            "protect",
+            str(art),
+            *FAST,
+            "--model",
+            str(taef2_path),
+            "-o",
+            str(tmp_path / "o.jpg"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "o.jpg").size == (64, 48)
+    assert "JPEG compression was not part" in proc.stderr
