@@ -152,13 +152,17 @@ def test_progress_events_stream_to_the_end(server, wave96):
 
 def test_cancel_mid_run_then_next_job_runs(server, wave96):
     job_id = submit(server, png_bytes(wave96), {"quality": "fast", "steps": 500}).json()["id"]
-    wait_running(server, job_id)
+    wait_running(server, job_id, min_step=2)
+    first = time.monotonic()
+    wait_running(server, job_id, min_step=3)
+    step_seconds = time.monotonic() - first  # about 0.1 s; much more when the CI machine is overloaded
     asked = time.monotonic()
     answer = requests.post(f"{server.url}/jobs/{job_id}/cancel", headers=auth(server)).json()
     assert answer["cancel_requested"] or answer["state"] == "cancelled"
-    final = wait(server, job_id, timeout=5, poll=0.02)[-1]
+    final = wait(server, job_id, timeout=30, poll=0.02)[-1]
     assert final["state"] == "cancelled"
-    assert time.monotonic() - asked < 1.0
+    # Within a second, and in any case within the step that was running (protect checks between tiles).
+    assert time.monotonic() - asked < max(1.0, 1.5 * step_seconds + 0.2)
     assert final["step"] < 500
     assert requests.get(f"{server.url}/jobs/{job_id}/result", headers=auth(server)).status_code == 409
 
