@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -257,6 +258,10 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report["layers_before"] = before
     report["layers_after"] = [layer.get_name() for layer in layers]
     report["image_size"] = [image.get_width(), image.get_height()]
+    pdb = Gimp.get_pdb()
+    report["filter_menu"] = list(pdb.lookup_procedure("plug-in-fixative-protect").get_menu_paths())
+    exporter = pdb.lookup_procedure("file-fixative-export")
+    report["export_label"] = exporter.get_menu_label()
     save_layer(layers[0], W + "/layer-top.png")
     save_layer(layers[1], W + "/layer-original.png")
     '''
@@ -284,6 +289,8 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     before = report["layers_before"]
     assert report["layers_after"] == [f"{before[0]} (protected)", *before], report
     assert report["image_size"] == list(original.size)
+    assert report["filter_menu"] == ["<Image>/Filters/Fixative"]
+    assert report["export_label"] == "Protected image (Fixative)"
     top = Image.open(host / "layer-top.png")
     untouched = Image.open(host / "layer-original.png")
     assert top.size == original.size
@@ -343,3 +350,30 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
         assert "nobody polled" in log, log[-800:]  # the lease ran out: the client was gone
     finally:
         _kill_group(process)
+
+
+def test_every_gimp_api_the_plugin_uses_exists(mounted, installed):
+    """The dialog path cannot run headless: at least every Gimp/GimpUi name it uses must exist in 3.0."""
+    source = installed.read_text()
+    names = sorted(set(re.findall(r"\b(Gimp(?:Ui)?\.[A-Za-z_][A-Za-z0-9_.]*[A-Za-z0-9_])", source)))
+    names += [f"GimpUi.{dialog}.{method}" for dialog in ("ProcedureDialog", "ExportProcedureDialog")
+              for method in ("fill", "run", "destroy")]
+    assert "GimpUi.ExportProcedureDialog.new" in names and "Gimp.ExportProcedure.new" in names
+    checker = f"""
+import gi, json
+gi.require_version("Gimp", "3.0"); gi.require_version("GimpUi", "3.0")
+from gi.repository import Gimp, GimpUi
+missing = []
+for name in {names!r}:
+    obj = {{"Gimp": Gimp, "GimpUi": GimpUi}}[name.split(".")[0]]
+    try:
+        for part in name.split(".")[1:]:
+            obj = getattr(obj, part)
+    except AttributeError:
+        missing.append(name)
+print(json.dumps(missing))
+"""
+    done = subprocess.run(["chroot", str(mounted), "/usr/bin/env", "-i", "HOME=/root", "PATH=/usr/bin:/bin",
+                           "python3", "-c", checker], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
