@@ -238,6 +238,13 @@ def _engine_check():
     return fn if {"original", "models"} <= set(params) else None
 
 
+def _engine_args(engine, original, encoders, device, thorough: bool) -> dict:
+    """Keyword arguments for ``fixative.check``: only those its signature takes."""
+    wanted = {"original": original, "models": encoders, "device": device, "fast": not thorough}
+    params = inspect.signature(engine).parameters
+    return {k: v for k, v in wanted.items() if k in params}
+
+
 def _as_dict(result) -> dict:
     if isinstance(result, dict):
         return result
@@ -276,7 +283,7 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
                             "vs_noise": round(moved / baseline, 3) if baseline > 0 else None})
     ratios = [e["vs_noise"] for e in per_encoder if e["vs_noise"] is not None]
     weakest = min(ratios) if ratios else 0.0
-    verdict = ("protected" if weakest >= 3 else "weakly protected" if weakest >= 1.5 else "not protected")
+    verdict = "protected" if weakest >= 3 else "weakly protected" if weakest >= 1.5 else "not protected"
     return {"perceptual": perceptual(original, protected), "encoders": per_encoder, "verdict": verdict,
             "notes": ["vs_noise: feature shift divided by that of random noise of the same L-inf; "
                       "protected >= 3, weakly protected >= 1.5 (strength toward the target is in the "
@@ -302,14 +309,18 @@ class CheckProtection:
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802
         return {"required": {"image": ("IMAGE",)},
-                "optional": {"original": ("IMAGE",), "vae": ("VAE",), "encoder": (ENCODER_TYPE,)}}
+                "optional": {"original": ("IMAGE",), "vae": ("VAE",), "encoder": (ENCODER_TYPE,),
+                             "thorough": ("BOOLEAN", {"default": False, "tooltip": "all purifications and "
+                                                      "transfer tests (slow), not the quick subset"})}}
 
     RETURN_TYPES = ("STRING", "IMAGE")
     RETURN_NAMES = ("report", "model_sees")
     FUNCTION = "check"
     CATEGORY = CATEGORY
 
-    def check(self, image, original=None, vae=None, encoder=None):
+    def check(self, image, original=None, vae=None, encoder=None, thorough=False):
+        from fixative.errors import FixativeError
+
         device, dtype = host.device_and_dtype()
         batch, height, width = image.shape[0], image.shape[1], image.shape[2]
         reports, seen = [], []
@@ -325,18 +336,17 @@ class CheckProtection:
                     raise host.interrupt_error()
                 protected = _rgb(pixels, b)
                 before = None if originals is None else _rgb(originals, b)
-                report, fallback_note = None, None
+                direct = _feature_check(protected, before, encoders, seed=b)
+                direct["measured_by"] = "fixative.features"
+                report = direct
                 if engine is not None:
                     try:
-                        report = _as_dict(engine(protected, original=before, models=encoders))
+                        report = _as_dict(engine(protected, **_engine_args(engine, before, encoders, device,
+                                                                           thorough)))
                         report["measured_by"] = "fixative.check"
-                    except (TypeError, AttributeError) as exc:  # an engine whose check API differs
-                        fallback_note = f"fixative.check could not be used here ({exc}); measured directly"
-                if report is None:
-                    report = _feature_check(protected, before, encoders, seed=b)
-                    report["measured_by"] = "fixative.features"
-                    if fallback_note:
-                        report.setdefault("notes", []).append(fallback_note)
+                        report["noise_comparison"] = direct
+                    except (TypeError, AttributeError, FixativeError) as exc:  # e.g. nothing it can measure
+                        direct.setdefault("notes", []).append(f"fixative.check could not be used ({exc})")
                 reports.append(report)
                 seen.append(self._model_sees(protected, encoders, height, width))
                 bar.update_absolute(b + 1)

@@ -271,8 +271,8 @@ def test_load_encoder_chain_and_check(comfy, pack, models_dir, protected, artwor
     images = json.loads(report)["images"]
     assert len(images) == 2
     for entry in images:
-        if entry["measured_by"] == "fixative.features":
-            assert entry["perceptual"]["linf_255"] <= 8 and entry["encoders"][0]["vs_noise"] > 1
+        direct = entry["noise_comparison"] if entry["measured_by"] == "fixative.check" else entry
+        assert direct["perceptual"]["linf_255"] <= 8 and direct["encoders"][0]["vs_noise"] > 1
     assert "original" in json.dumps(json.loads(bare))
 
 
