@@ -215,18 +215,23 @@ def write_batch(host: Path, inside: str, body: str, report_name: str, steps: int
     return f"{inside}/{report_name}.py"
 
 
-def gimp_command(chroot: Path, batch_inside: str, config_inside: str) -> list[str]:
+def gimp_command(chroot: Path, batch_inside: str, config_inside: str, extra_env: tuple = ()) -> list[str]:
     env = ["HOME=/root", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
            f"FIXATIVE_CONFIG_DIR={config_inside}", "NO_AT_BRIDGE=1", "GIO_USE_VFS=local",
-           "XDG_RUNTIME_DIR=/tmp"]
+           "XDG_RUNTIME_DIR=/tmp", *extra_env]
     return ["chroot", str(chroot), "/usr/bin/env", "-i", *env, "gimp-console-3.0", "-i", "--no-data",
             "--no-fonts", "--batch-interpreter=python-fu-eval", "-b", f"exec(open({batch_inside!r}).read())",
             "--quit"]
 
 
 def run_gimp(chroot: Path, batch_inside: str, config_inside: str, timeout: float = BATCH_TIMEOUT):
-    process = subprocess.Popen(gimp_command(chroot, batch_inside, config_inside), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    return run_gimp_command(gimp_command(chroot, batch_inside, config_inside), timeout)
+
+
+def run_gimp_command(command: list[str], timeout: float = BATCH_TIMEOUT):
+    """Run GIMP in its own process group so a timeout kills it and every plug-in it started."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -377,3 +382,57 @@ print(json.dumps(missing))
                            "python3", "-c", checker], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.fixture(scope="module")
+def xdisplay():
+    """An Xvfb on the host, reached from the chroot over loopback TCP (GimpUi needs a display)."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("no Xvfb on this machine: the GimpUi dialog check needs a virtual display")
+    number = 40 + os.getpid() % 50
+    server = subprocess.Popen(["Xvfb", f":{number}", "-listen", "tcp", "-ac", "-screen", "0", "1024x768x24"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(2)
+    if server.poll() is not None:
+        pytest.skip(f"Xvfb :{number} did not start")
+    yield f"127.0.0.1:{number}"
+    _kill_group(server)
+
+
+def test_filter_dialog_in_real_gimpui(mounted, workdir, artwork, engine, installed, xdisplay):
+    """The plug-in's own dialog code with the real GimpUi: built from the procedure's arguments, OK taken."""
+    host, inside = workdir
+    script_inside = "/" + str(installed.relative_to(mounted))
+    body = f'''
+    import importlib.util
+    gi.require_version("GimpUi", "3.0")
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import GimpUi, Gtk, GLib
+    spec = importlib.util.spec_from_file_location("fixative_protect", {script_inside!r})
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    proc = Gimp.get_pdb().lookup_procedure("plug-in-fixative-protect")
+    config = proc.create_config()
+    config.set_property("method", "edit")
+    seen = {{}}
+
+    def answer():
+        for window in Gtk.Window.list_toplevels():
+            if isinstance(window, GimpUi.ProcedureDialog) and window.get_visible():
+                seen["title"] = window.get_title()
+                window.response(Gtk.ResponseType.OK)
+                return False
+        return True
+
+    GLib.timeout_add(200, answer)
+    report["dialog_ok"] = plugin._run_dialog(proc, config, image, "Protect with Fixative", export=False)
+    report["dialog_title"] = seen.get("title")
+    report["method_after"] = config.get_property("method")
+    '''
+    batch = write_batch(host, inside, body, "dialog.json", steps=1)
+    command = gimp_command(mounted, batch, engine["config_inside"], extra_env=(f"DISPLAY={xdisplay}",))
+    code, output = run_gimp_command(command, timeout=180)
+    report = json.loads((host / "dialog.json").read_text())
+    assert "error" not in report, report.get("error", "") + output[-1500:]
+    assert report["dialog_ok"] is True and report["dialog_title"] == "Protect with Fixative"
+    assert report["method_after"] == "edit"
