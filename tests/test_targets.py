@@ -1,0 +1,154 @@
+"""Targets: built-in styles and patterns, style-image statistics, and diffusers pipeline targets."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import fixative
+from fixative.target import TargetRequest, make_target
+from fixative.target.styles import STYLES
+
+
+def _art(small_artwork, size=(64, 48)) -> torch.Tensor:
+    return torch.from_numpy(np.array(small_artwork.resize(size))).permute(2, 0, 1).float() / 255
+
+
+@pytest.mark.parametrize("name", sorted(STYLES))
+def test_builtin_styles_keep_layout_and_change_style(name, small_artwork):
+    art = _art(small_artwork)
+    target = make_target(TargetRequest("style", art, style=name))
+    assert (
+        target.image.shape == art.shape and 0 <= float(target.image.min()) <= float(target.image.max()) <= 1
+    )
+    assert float((target.image - art).abs().mean()) > 0.05
+    assert target.describe()["details"]["style"] == name
+
+
+@pytest.mark.parametrize("pattern", ["grey", "pattern"])
+def test_edit_patterns(pattern, small_artwork):
+    art = _art(small_artwork)
+    target = make_target(TargetRequest("edit", art, pattern=pattern))
+    assert target.image.shape == art.shape and target.kind == pattern
+
+
+def test_style_image_moves_latent_statistics(taef2, small_artwork, anchor_path):
+    from PIL import Image
+
+    style = Image.open(anchor_path).convert("RGB")
+    result = fixative.protect(
+        small_artwork.resize((96, 64)), "style", models=[taef2], target=style, steps=4, quality="fast"
+    )
+    assert result.report["target"]["kind"] == "style-image"
+    assert result.report["strength"] > 0.2
+
+
+def _tiny_pipeline(folder):
+    """A tiny random Stable Diffusion pipeline saved as a local diffusers folder (no download)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    chars = [chr(b) for b in printable] + [
+        chr(256 + i) for i in range(256 - len(printable))
+    ]  # GPT-2 byte map
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    tok_dir = folder / "tok"
+    tok_dir.mkdir(parents=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=16,
+            bos_token_id=len(vocab) - 2,
+            eos_token_id=len(vocab) - 1,
+            pad_token_id=len(vocab) - 1,
+        )
+    )
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=32,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = folder / "pipe"
+    pipe.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    pytest.importorskip("transformers")
+    return _tiny_pipeline(tmp_path_factory.mktemp("sd"))
+
+
+def test_img2img_style_target_from_a_local_pipeline(tiny_pipeline, small_artwork):
+    art = _art(small_artwork, (64, 64))
+    target = make_target(
+        TargetRequest("style", art, style="in the style of a charcoal sketch", pipeline=str(tiny_pipeline))
+    )
+    assert target.kind == "img2img" and target.image.shape == art.shape
+    assert target.details["prompt"] == "in the style of a charcoal sketch"
+
+
+def test_text2img_concept_anchor_keeps_the_caption(tiny_pipeline, small_artwork, taef2):
+    art = _art(small_artwork, (64, 64))
+    target = make_target(
+        TargetRequest("concept", art, concept="a wave", anchor="a cat", pipeline=str(tiny_pipeline))
+    )
+    assert target.kind == "text2img" and target.image.shape == art.shape and target.caption == "a wave"
+    result = fixative.protect(
+        art,
+        "concept",
+        models=[taef2],
+        concept="a wave",
+        anchor="a cat",
+        pipeline=str(tiny_pipeline),
+        steps=2,
+        quality="fast",
+    )
+    assert result.metadata["caption"] == "a wave"
+    assert result.report["target"]["details"]["anchor"] == "a cat"
+
+
+def test_missing_pipeline_is_a_clear_error(small_artwork, tmp_path):
+    from fixative.errors import FixativeError
+
+    with pytest.raises(FixativeError, match="could not load the diffusers pipeline"):
+        make_target(
+            TargetRequest("concept", _art(small_artwork), anchor="a cat", pipeline=str(tmp_path / "none"))
+        )
