@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixative.cli import main
 from PIL import Image
+
+from fixative.cli import main
 
 FAST = ["--quality", "fast", "--steps", "2", "--method", "edit"]
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+
 from fixative.errors import ModelNotFoundError
 from fixative.models import find_models, load_encoders, resolve
 from fixative.models.autoencoder_kl import AutoencoderKLFamily
-from safetensors.torch import save_file
 
 from .conftest import TAESD_DIR
 

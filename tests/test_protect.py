@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 
-import fixative
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+import fixative
 from fixative.errors import BadParameterError, Cancelled
 from fixative.load import load_image
-from PIL import Image
 
 
 @pytest.mark.parametrize("method", ["style", "concept", "edit"])
@@ -176,3 +177,35 @@ def test_accepts_bytes_arrays_and_tensors(taef2, small_artwork):
         torch.from_numpy(np.asarray(small)).permute(2, 0, 1) / 255,
     ):
         assert _quick(image, taef2).image.size == (32, 32)
+
+
+def test_ensemble_reports_every_encoder(taef2, tiny_kl, small_artwork):
+    folder, _ = tiny_kl
+    result = fixative.protect(small_artwork.resize((64, 64)), "edit", models=[taef2, str(folder)], steps=3)
+    assert [e["family"] for e in result.report["encoders"]] == ["taef2", "sd"]
+    assert result.metadata["encoder_names"] == ["taef2", "tiny-vae"]
+    assert all(e["strength"] > 0 for e in result.report["encoders"])
+
+
+def test_reduced_precision_runs_within_budget(taef2_path, small_artwork):
+    small = small_artwork.resize((64, 48))
+    result = fixative.protect(small, "edit", models=[str(taef2_path)], dtype="bf16", steps=2, quality="fast")
+    diff = np.abs(np.asarray(result.image, dtype=int) - np.asarray(small, dtype=int))
+    assert 0 < diff.max() <= 8
+
+
+def test_lpips_penalty_is_used_when_weights_exist(monkeypatch, taef2, small_artwork):
+    """LPIPS weights are never downloaded here; a stand-in metric checks the penalty is wired in."""
+    from fixative.optimise import loop
+
+    calls = []
+
+    def fake_lpips(a, b):
+        calls.append(1)
+        return (a - b).abs().mean() * 10
+
+    monkeypatch.setattr(loop, "lpips_distance", fake_lpips)
+    fixative.protect(
+        small_artwork.resize((64, 48)), "edit", models=[taef2], steps=2, quality="fast", lpips_weight=1.0
+    )
+    assert calls
