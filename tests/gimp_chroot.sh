@@ -33,7 +33,14 @@ if ! command -v debootstrap >/dev/null 2>&1; then
 fi
 
 PARTIAL="$ROOT.partial"
-rm -rf "$PARTIAL"
+# Never delete through a bind mount (a test run killed midway may have left /dev mounted inside).
+for dir in "$ROOT" "$PARTIAL"; do
+    if grep -q " $dir/" /proc/mounts; then
+        echo "gimp chroot: $dir still has mounts inside (see /proc/mounts); unmount them first" >&2
+        exit 1
+    fi
+done
+rm -rf --one-file-system "$PARTIAL"
 mkdir -p "$(dirname "$ROOT")"
 echo "gimp chroot: debootstrap trixie into $PARTIAL"
 debootstrap --variant=minbase trixie "$PARTIAL" "$MIRROR"
@@ -52,6 +59,6 @@ umount "$PARTIAL/proc"
 trap - EXIT
 
 date -u +%Y-%m-%dT%H:%M:%SZ > "$PARTIAL/.fixative-gimp-ready"
-rm -rf "$ROOT"
+rm -rf --one-file-system "$ROOT"
 mv "$PARTIAL" "$ROOT"
 echo "gimp chroot: ready at $ROOT"

@@ -18,8 +18,9 @@ from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
-from fixative.hosts import fixative_client, install_gimp
 from PIL import Image
+
+from fixative.hosts import fixative_client, install_gimp
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "plugins" / "gimp" / "fixative-protect"
@@ -92,6 +93,7 @@ def make_fake_gi():
     gimp.file_save.side_effect = file_save
     gimp.file_load_layer.side_effect = file_load_layer
     gimp.saved = saved
+    gimp.Selection.is_empty.return_value = True
 
     glib = MagicMock(name="GLib")
     glib.Error = FakeGLibError
@@ -103,7 +105,8 @@ def make_fake_gi():
     gi = types.ModuleType("gi")
     gi.require_version = lambda name, version: None
     repository = types.ModuleType("gi.repository")
-    modules = {"Gimp": gimp, "GimpUi": gimpui, "GLib": glib, "Gio": gio, "GObject": gobject}
+    modules = {"Gimp": gimp, "GimpUi": gimpui, "GLib": glib, "Gio": gio, "GObject": gobject,
+               "Gegl": MagicMock(name="Gegl")}
     for name, module in modules.items():
         setattr(repository, name, module)
     gi.repository = repository
@@ -132,9 +135,9 @@ class FakeClient:
         self.calls: list[dict] = []
 
     def protect(self, image_bytes, options=None, filename="image.png", on_progress=None, should_cancel=None,
-                poll=0.5):
+                poll=0.5, target=None, mask=None):
         self.calls.append({"bytes": image_bytes, "options": options, "filename": filename,
-                           "should_cancel": should_cancel})
+                           "should_cancel": should_cancel, "mask": mask})
         for status in ({"state": "queued", "progress": 0.0},
                        {"state": "running", "progress": 0.5, "step": 2, "total": 4, "eta": 3},
                        {"state": "done", "progress": 1.0, "step": 4, "total": 4}):
@@ -346,6 +349,34 @@ def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch):
     assert plugin.Gimp.Layer.new_from_drawable.call_args.args[0] is source
     options = client.calls[0]["options"]
     assert options["models"] == ["taef2"] and options["format"] == "png" and options["quality"] == "slow"
+    assert client.calls[0]["mask"] is None, "no selection: the whole layer is protected"
+
+
+def test_filter_sends_the_selection_as_mask(plugin, monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(fixative_client, "ensure_engine", lambda timeout: client)
+    plugin.Gimp.Selection.is_empty.return_value = False
+    image, _duplicate = make_image()
+    source = make_source_layer()
+    layer_scratch, scratch = MagicMock(name="layer-scratch"), MagicMock(name="mask-scratch")
+    scratch.get_base_type.return_value = "gray"
+    scratch.get_precision.return_value = "u8"
+    plugin.Gimp.Image.new.side_effect = [layer_scratch, scratch]
+    procedure = MagicMock(name="procedure")
+    plugin.run_filter(procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, [source], make_config(), None)
+    assert last_status(procedure)[0] == "success"
+    mask = client.calls[0]["mask"]
+    assert mask is not None and Image.open(io.BytesIO(mask)).size == (8, 6)
+    # The selection copy is shifted by the layer's offsets, on black, and the context is restored.
+    selection_copy = plugin.Gimp.Layer.new_from_drawable.call_args_list[-1]
+    assert selection_copy.args[0] is image.get_selection.return_value
+    plugin.Gimp.Layer.new_from_drawable.return_value.set_offsets.assert_any_call(-5, -9)
+    plugin.Gegl.Color.new.assert_called_with("black")
+    assert plugin.Gimp.context_push.call_count == plugin.Gimp.context_pop.call_count == 1
+    scratch.flatten.assert_called_once()
+    assert not scratch.convert_rgb.called
+    assert plugin.Gimp.Image.new.call_args_list[-1].args == (8, 6, "gray")
+    assert layer_scratch.delete.called and scratch.delete.called
 
 
 def test_filter_failure_leaves_image_untouched(plugin, monkeypatch):

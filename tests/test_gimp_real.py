@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixative.hosts import fixative_client
 from PIL import Image
+
+from fixative.hosts import fixative_client
 
 pytestmark = pytest.mark.editor
 
@@ -269,6 +270,12 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report["export_label"] = exporter.get_menu_label()
     save_layer(layers[0], W + "/layer-top.png")
     save_layer(layers[1], W + "/layer-original.png")
+    # A selection limits the protection to it, as with any GIMP filter.
+    selected = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(W + "/art.png"))
+    selected.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 64, 48)
+    run("plug-in-fixative-protect", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": selected,
+        "drawables": [selected.get_layers()[0]]}, **common)
+    save_layer(selected.get_layers()[0], W + "/layer-selection.png")
     '''
     batch = write_batch(host, inside, body, "report.json", steps=2)
     code, output = run_gimp(mounted, batch, engine["config_inside"])
@@ -277,7 +284,8 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report = json.loads(report_path.read_text())
     assert "error" not in report, report["error"] + output[-1500:]
     assert code == 0, output[-2000:]
-    assert report["steps"] == ["file-fixative-export", "file-fixative-export", "plug-in-fixative-protect"]
+    assert report["steps"] == ["file-fixative-export", "file-fixative-export", "plug-in-fixative-protect",
+                               "plug-in-fixative-protect"]
 
     original = Image.open(host / "art.png").convert("RGB")
     exported = load_image(host / "out.png")
@@ -301,6 +309,12 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     assert top.size == original.size
     assert linf_255(untouched, original) == 0, "the original layer must stay untouched"
     assert 0 < linf_255(top, original) <= budget + 1
+
+    in_selection = Image.open(host / "layer-selection.png").convert("RGB")
+    assert 0 < linf_255(in_selection.crop((0, 0, 64, 48)), original.crop((0, 0, 64, 48))) <= budget + 1
+    outside = np.asarray(in_selection, dtype=np.int16) - np.asarray(original, dtype=np.int16)
+    outside[:48, :64] = 0
+    assert np.abs(outside).max() == 0, "pixels outside the selection must not change"
 
 
 def test_missing_engine_is_explained_inside_gimp(mounted, workdir, artwork, installed):

@@ -30,7 +30,8 @@ try:  # GimpUi needs GTK; batch runs (gimp-console) work without it.
     from gi.repository import GimpUi  # noqa: E402
 except (ImportError, ValueError):
     GimpUi = None
-from gi.repository import Gio, GLib, GObject  # noqa: E402
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gio, GLib, GObject  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -175,14 +176,15 @@ def connect_engine():
         raise PluginError(engine_message(exc)) from exc
 
 
-def protect_bytes(image_bytes: bytes, options: dict, filename: str, label: str) -> tuple[bytes, dict]:
-    """Send one image to the engine and wait for the protected bytes, showing progress."""
+def protect_bytes(image_bytes: bytes, options: dict, filename: str, label: str,
+                  mask: bytes | None = None) -> tuple[bytes, dict]:
+    """Send one image (and optional mask) to the engine and wait for the protected bytes, showing progress."""
     client = connect_engine()
     with CancelWatch() as cancelled:
         try:
             return client.protect(
                 image_bytes, options=options, filename=filename,
-                on_progress=progress_reporter(label), should_cancel=cancelled,
+                on_progress=progress_reporter(label), should_cancel=cancelled, mask=mask,
             )
         except fixative_client.EngineError as exc:
             if cancelled():
@@ -228,9 +230,9 @@ def config_values(config) -> dict:
 # Talking to GIMP: pixels out as a PNG, protected pixels back in.
 # ----------------------------------------------------------------------------------------------
 
-def _as_8bit_rgb(image) -> None:
+def _as_8bit_rgb(image, rgb: bool = True) -> None:
     """The engine works on 8-bit sRGB; grayscale/indexed and high-bit-depth copies are converted."""
-    if image.get_base_type() != Gimp.ImageBaseType.RGB:
+    if rgb and image.get_base_type() != Gimp.ImageBaseType.RGB:
         image.convert_rgb()
     if image.get_precision() != Gimp.Precision.U8_NON_LINEAR:
         image.convert_precision(Gimp.Precision.U8_NON_LINEAR)
@@ -264,6 +266,29 @@ def layer_png(layer, folder: str) -> bytes:
         _as_8bit_rgb(scratch)
         return _save_png(scratch, folder, "fixative-layer-source.png")
     finally:
+        scratch.delete()
+
+
+def selection_mask_png(image, layer, folder: str) -> bytes | None:
+    """The selection over the layer's area as a grayscale PNG (white: may change), or None without one.
+
+    GIMP filters act inside the selection; so does this one, through the engine's mask.
+    """
+    if Gimp.Selection.is_empty(image):
+        return None
+    _ok, x, y = layer.get_offsets()
+    scratch = Gimp.Image.new(layer.get_width(), layer.get_height(), Gimp.ImageBaseType.GRAY)
+    Gimp.context_push()
+    try:
+        copy = Gimp.Layer.new_from_drawable(image.get_selection(), scratch)
+        scratch.insert_layer(copy, None, 0)
+        copy.set_offsets(-x, -y)
+        Gimp.context_set_background(Gegl.Color.new("black"))  # layer parts off the canvas: unselected
+        scratch.flatten()
+        _as_8bit_rgb(scratch, rgb=False)
+        return _save_png(scratch, folder, "fixative-selection-mask.png")
+    finally:
+        Gimp.context_pop()
         scratch.delete()
 
 
@@ -339,7 +364,9 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
         with tempfile.TemporaryDirectory(prefix="fixative-gimp-") as folder:
             source_png = layer_png(source, folder)
-            protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative")
+            mask_png = selection_mask_png(image, source, folder)
+            protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative",
+                                               mask=mask_png)
             # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
             image.undo_group_start()
             try:
