@@ -13,6 +13,7 @@ import os
 import signal
 import stat
 import sys
+import tempfile
 import types
 from pathlib import Path
 from unittest.mock import MagicMock
@@ -129,15 +130,19 @@ def plugin(monkeypatch):
 class FakeClient:
     """Records what the plug-in submits and answers like EngineClient.protect."""
 
-    def __init__(self, answer: bytes | None = None, error: Exception | None = None) -> None:
+    def __init__(self, answer: bytes | None = None, error: Exception | None = None,
+                 temp_dir: Path | None = None) -> None:
         self.answer = answer if answer is not None else png_bytes(color=(1, 2, 3, 255))
         self.error = error
+        self.temp_dir = temp_dir
         self.calls: list[dict] = []
 
     def protect(self, image_bytes, options=None, filename="image.png", on_progress=None, should_cancel=None,
                 poll=0.5, target=None, mask=None):
         self.calls.append({"bytes": image_bytes, "options": options, "filename": filename,
                            "should_cancel": should_cancel, "mask": mask})
+        if self.temp_dir is not None:  # GIMP may SIGKILL the plug-in now: no temporary files may exist
+            assert list(self.temp_dir.iterdir()) == []
         for status in ({"state": "queued", "progress": 0.0},
                        {"state": "running", "progress": 0.5, "step": 2, "total": 4, "eta": 3},
                        {"state": "done", "progress": 1.0, "step": 4, "total": 4}):
@@ -261,7 +266,10 @@ def test_cancel_watch_turns_sigterm_into_cancel_and_restores_handler(plugin):
 # ---------------------------------------------------------------------------------------------
 
 def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, tmp_path):
-    client = FakeClient()
+    scratch_dir = tmp_path / "tmp"
+    scratch_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_dir))
+    client = FakeClient(temp_dir=scratch_dir)
     monkeypatch.setattr(fixative_client, "ensure_engine", lambda timeout: client)
     image, duplicate = make_image()
     target = tmp_path / "out.jpg"
@@ -322,8 +330,9 @@ def test_export_dialog_cancel_writes_nothing(plugin, monkeypatch, tmp_path):
 # Filter procedure
 # ---------------------------------------------------------------------------------------------
 
-def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch):
-    client = FakeClient()
+def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    client = FakeClient(temp_dir=tmp_path)
     monkeypatch.setattr(fixative_client, "ensure_engine", lambda timeout: client)
     image, _duplicate = make_image()
     source = make_source_layer()
@@ -336,6 +345,7 @@ def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch):
                       make_config(quality="slow", models="taef2"), None)
     assert last_status(procedure)[0] == "success"
     assert events == ["start", "insert", "end"]
+    assert list(tmp_path.iterdir()) == []
     layer, parent, position = image.insert_layer.call_args.args
     assert layer.loaded_bytes == client.answer
     assert parent is None and position == 2

@@ -347,6 +347,7 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
     '''
     batch = write_batch(host, inside, body, "killed.json", steps=10000)
     finished_before = client.health()["queue"]["finished"]
+    scratch_before = set((mounted / "tmp").glob("fixative-gimp-*"))
     process = subprocess.Popen(gimp_command(mounted, batch, engine["config_inside"]),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -367,6 +368,7 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
         assert queue["finished"] > finished_before
         log = (host / "server.log").read_text(errors="replace").lower()
         assert "nobody polled" in log, log[-800:]  # the lease ran out: the client was gone
+        assert set((mounted / "tmp").glob("fixative-gimp-*")) == scratch_before, "temporary files left behind"
     finally:
         _kill_group(process)
 

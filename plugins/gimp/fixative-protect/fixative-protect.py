@@ -238,25 +238,28 @@ def _as_8bit_rgb(image, rgb: bool = True) -> None:
         image.convert_precision(Gimp.Precision.U8_NON_LINEAR)
 
 
-def _save_png(image, folder: str, name: str) -> bytes:
-    path = os.path.join(folder, name)
-    Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path), None)
-    with open(path, "rb") as handle:
-        return handle.read()
+def _save_png(image, name: str) -> bytes:
+    """PNG bytes through GIMP's own exporter; the file lives only for this call, not while the engine
+    works, so a plug-in killed by a cancel leaves nothing behind."""
+    with tempfile.TemporaryDirectory(prefix="fixative-gimp-") as folder:
+        path = os.path.join(folder, name)
+        Gimp.file_save(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path), None)
+        with open(path, "rb") as handle:
+            return handle.read()
 
 
-def flattened_png(image, folder: str) -> bytes:
+def flattened_png(image) -> bytes:
     """What the export would show: all visible layers merged, as PNG bytes (the image is untouched)."""
     copy = image.duplicate()
     try:
         copy.merge_visible_layers(Gimp.MergeType.CLIP_TO_IMAGE)
         _as_8bit_rgb(copy)
-        return _save_png(copy, folder, "fixative-export-source.png")
+        return _save_png(copy, "fixative-export-source.png")
     finally:
         copy.delete()
 
 
-def layer_png(layer, folder: str) -> bytes:
+def layer_png(layer) -> bytes:
     """One layer's own pixels (not the composite) as PNG bytes, in a throw-away image."""
     scratch = Gimp.Image.new(layer.get_width(), layer.get_height(), Gimp.ImageBaseType.RGB)
     try:
@@ -264,12 +267,12 @@ def layer_png(layer, folder: str) -> bytes:
         scratch.insert_layer(copy, None, 0)
         copy.set_offsets(0, 0)
         _as_8bit_rgb(scratch)
-        return _save_png(scratch, folder, "fixative-layer-source.png")
+        return _save_png(scratch, "fixative-layer-source.png")
     finally:
         scratch.delete()
 
 
-def selection_mask_png(image, layer, folder: str) -> bytes | None:
+def selection_mask_png(image, layer) -> bytes | None:
     """The selection over the layer's area as a grayscale PNG (white: may change), or None without one.
 
     GIMP filters act inside the selection; so does this one, through the engine's mask.
@@ -286,18 +289,19 @@ def selection_mask_png(image, layer, folder: str) -> bytes | None:
         Gimp.context_set_background(Gegl.Color.new("black"))  # layer parts off the canvas: unselected
         scratch.flatten()
         _as_8bit_rgb(scratch, rgb=False)
-        return _save_png(scratch, folder, "fixative-selection-mask.png")
+        return _save_png(scratch, "fixative-selection-mask.png")
     finally:
         Gimp.context_pop()
         scratch.delete()
 
 
-def add_protected_layer(image, source, png_bytes: bytes, folder: str):
+def add_protected_layer(image, source, png_bytes: bytes):
     """Insert the protected pixels as a new layer right above ``source``, at the same offsets."""
-    path = os.path.join(folder, "fixative-protected.png")
-    with open(path, "wb") as handle:
-        handle.write(png_bytes)
-    layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
+    with tempfile.TemporaryDirectory(prefix="fixative-gimp-") as folder:
+        path = os.path.join(folder, "fixative-protected.png")
+        with open(path, "wb") as handle:
+            handle.write(png_bytes)
+        layer = Gimp.file_load_layer(Gimp.RunMode.NONINTERACTIVE, image, Gio.File.new_for_path(path))
     layer.set_name(f"{source.get_name()} (protected)")
     _ok, x, y = source.get_offsets()
     image.insert_layer(layer, source.get_parent(), image.get_item_position(source))
@@ -337,9 +341,7 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
                                      values["models"], fmt, values["seed"])
         Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
-        with tempfile.TemporaryDirectory(prefix="fixative-gimp-") as folder:
-            source = flattened_png(image, folder)
-            protected, _report = protect_bytes(source, job_options, "image.png", "Fixative")
+        protected, _report = protect_bytes(flattened_png(image), job_options, "image.png", "Fixative")
         store_to_gfile(gfile, protected)
         Gimp.progress_end()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -362,17 +364,14 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
                                     values["models"], "png", values["seed"])
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
-        with tempfile.TemporaryDirectory(prefix="fixative-gimp-") as folder:
-            source_png = layer_png(source, folder)
-            mask_png = selection_mask_png(image, source, folder)
-            protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative",
-                                               mask=mask_png)
-            # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
-            image.undo_group_start()
-            try:
-                layer = add_protected_layer(image, source, protected, folder)
-            finally:
-                image.undo_group_end()
+        source_png, mask_png = layer_png(source), selection_mask_png(image, source)
+        protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative", mask=mask_png)
+        # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
+        image.undo_group_start()
+        try:
+            layer = add_protected_layer(image, source, protected)
+        finally:
+            image.undo_group_end()
         image.set_selected_layers([layer])
         Gimp.progress_end()
         Gimp.displays_flush()
