@@ -1,0 +1,264 @@
+"""``fixative check`` with the real taef2 encoder/decoder: strength, robustness, reports, CLI errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from PIL import Image
+
+import fixative
+from fixative.check import purify
+from fixative.check.report import table
+from fixative.check.runner import run_check
+from fixative.cli import main
+from fixative.load import load_image
+from fixative.save import save_image
+
+CHEAP = [purify.Purification("jpeg 95", lambda x: purify.jpeg(x, 95)),
+         purify.Purification("jpeg 50", lambda x: purify.jpeg(x, 50))]
+
+
+@pytest.fixture(scope="module")
+def protected_files(tmp_path_factory, small_artwork, taef2_path):
+    """A 160 px artwork, its protected copy (8 steps), and the original plus random noise of the same
+    L-infinity carrying the same metadata (so all three are measured against the same target)."""
+    folder = tmp_path_factory.mktemp("check")
+    image = small_artwork.copy()
+    image.thumbnail((160, 160))
+    original = folder / "wave.png"
+    image.save(original)
+    result = fixative.protect(load_image(original), quality="fast", models=[str(taef2_path)])
+    protected = result.save(folder / "wave.protected.png")
+    art = load_image(original)
+    linf = float((result.rgb - art.rgb).abs().max())
+    generator = torch.Generator().manual_seed(1)
+    signs = torch.randint(0, 2, art.rgb.shape, generator=generator).float() * 2 - 1
+    noisy_rgb = (art.rgb + signs * linf).clamp(0, 1)
+    noisy_pil = Image.fromarray((noisy_rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), "RGB")
+    noisy = save_image(noisy_pil, art, folder / "wave.noise.png", result.metadata)
+    plain_with_meta = save_image(image, art, folder / "wave.samemeta.png", result.metadata)
+    return {"original": original, "protected": protected, "noisy": noisy, "plain": plain_with_meta,
+            "folder": folder, "report": result.report}
+
+
+def test_protected_scores_clearly_higher_than_original_and_noise(protected_files):
+    f = protected_files
+    opts = dict(original=f["original"], purifications=[], transfer=False)
+    protected = fixative.check(f["protected"], **opts)
+    noisy = fixative.check(f["noisy"], **opts)
+    plain = fixative.check(f["plain"], **opts)
+    assert protected["target"]["hash_match"] is True
+    assert protected["exact"] is True
+    # agrees with what protect reported (same features.strength)
+    assert protected["strength"] == pytest.approx(f["report"]["strength"], abs=0.02)
+    assert plain["strength"] == pytest.approx(0.0, abs=1e-6)
+    assert protected["strength"] > noisy["strength"] + 0.2
+    assert protected["strength"] > plain["strength"] + 0.3
+    assert protected["verdict"] == "protected"
+    assert noisy["verdict"] == plain["verdict"] == "not protected"
+    assert abs(noisy["perceptual"]["linf_255"] - protected["perceptual"]["linf_255"]) <= 1
+
+
+def test_jpeg50_leaves_less_strength_than_jpeg95(protected_files):
+    result = fixative.check(protected_files["protected"], original=protected_files["original"],
+                            purifications=CHEAP, transfer=False)
+    by_name = {r["purification"]: r["strength"] for r in result["robustness"]}
+    assert by_name["jpeg 50"] < by_name["jpeg 95"]
+    assert by_name["jpeg 95"] <= result["strength"] + 0.05
+
+
+class _Collector(HTMLParser):
+    VOID = {"meta", "img", "br", "hr", "link", "input", "line", "rect"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.images: list[str] = []
+        self.errors: list[str] = []
+        self.svg = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag == "svg":
+            self.svg += 1
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        else:
+            self.stack.pop()
+
+
+def test_html_report_is_valid_and_self_contained(protected_files, tmp_path):
+    one_step = purify.Purification("impress", lambda x, e: purify.impress(x, e, steps=1), needs="decoder",
+                                   baseline="original")
+    items = CHEAP + [one_step]
+    out = tmp_path / "report.html"
+    result = fixative.check(protected_files["protected"], original=protected_files["original"],
+                            purifications=items, html_path=out)
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    parser = _Collector()
+    parser.feed(text)
+    parser.close()
+    assert not parser.errors and not parser.stack
+    assert parser.svg == 1
+    # original, protected, amplified difference, what the model sees of each
+    assert len(parser.images) == 5
+    for src in parser.images:
+        assert src.startswith("data:image/png;base64,")
+        picture = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert picture.size[0] > 0
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "<script" not in text
+    assert result["model_sees"] == "taef2"
+    assert [r["purification"] for r in result["robustness"]] == ["jpeg 95", "jpeg 50", "impress"]
+    # transfer: taesana was not used to protect, and is measured
+    assert [t["name"] for t in result["transfer"]] == ["taesana"]
+    assert isinstance(result["transfer"][0]["strength"], float)
+
+
+SCHEMA_KEYS = {"schema", "fixative", "file", "original", "size", "verdict", "verdict_reason", "exact", "fast",
+               "strength", "thresholds", "encoders", "perceptual", "robustness", "transfer", "target",
+               "metadata", "model_sees", "notes", "seconds"}
+
+
+def test_json_schema_is_stable(protected_files, tmp_path):
+    out = tmp_path / "r.json"
+    fixative.check(protected_files["protected"], original=protected_files["original"], purifications=CHEAP,
+                   transfer=False, json_path=out)
+    data = json.loads(out.read_text())
+    assert set(data) == SCHEMA_KEYS
+    assert data["schema"] == 1
+    assert set(data["thresholds"]) == {"protected", "survives", "estimate_margin"}
+    assert set(data["encoders"][0]) == {"name", "family", "source", "used_to_protect", "strength",
+                                        "distance_before", "distance_after", "feature_shift"}
+    assert set(data["robustness"][0]) == {"purification", "strength", "per_encoder", "survives"}
+    assert set(data["perceptual"]) == {"linf_255", "psnr_db", "ssim", "lpips"}
+    assert set(data["target"]) == {"recorded", "rebuilt", "hash_match"}
+    assert data["metadata"]["target"]["details"]["style"] in ("charcoal", "pop", "mosaic")
+
+
+def test_without_original_is_an_estimate_and_says_so(protected_files):
+    exact = fixative.check(protected_files["protected"], original=protected_files["original"], fast=True)
+    estimate = fixative.check(protected_files["protected"], fast=True)
+    assert estimate["exact"] is False and estimate["perceptual"] is None
+    assert estimate["strength"] == pytest.approx(exact["strength"], abs=0.15)
+    assert any("estimate" in n for n in estimate["notes"])
+    assert any("perceptual cost not measured" in n for n in estimate["notes"])
+    assert [r["purification"] for r in exact["robustness"]] == ["jpeg 75", "downscale 0.5"]
+    assert exact["transfer"] == []
+
+
+def test_no_metadata_with_original_measures_what_it_can(protected_files, tmp_path):
+    stripped = tmp_path / "stripped.png"
+    Image.open(protected_files["protected"]).convert("RGB").save(stripped)  # PNG text chunk dropped
+    result = fixative.check(stripped, original=protected_files["original"], models=["taef2"], fast=True)
+    assert result["verdict"] == "not measured" and result["strength"] is None
+    assert result["perceptual"]["linf_255"] > 0
+    assert result["encoders"][0]["feature_shift"] > 0
+    assert any("no Fixative metadata" in n for n in result["notes"])
+
+
+def test_purifications_are_plain_functions_keeping_shape():
+    torch.manual_seed(0)
+    single = torch.rand(3, 40, 56)
+    batch = single[None].repeat(2, 1, 1, 1)
+    for fn in (lambda x: purify.jpeg(x, 50), lambda x: purify.downscale_upscale(x, 0.25),
+               lambda x: purify.gaussian_blur(x, 1.0), lambda x: purify.noise_then_bicubic(x)):
+        assert fn(single).shape == single.shape
+        out = fn(batch)
+        assert out.shape == batch.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+        assert float((fn(single) - single).abs().mean()) > 0
+    change = {q: float((purify.jpeg(single, q) - single).abs().mean()) for q in (95, 50)}
+    assert change[95] < change[50]
+
+
+def test_impress_reduces_reconstruction_inconsistency(taef2):
+    torch.manual_seed(0)
+    image = (torch.rand(3, 48, 48) * 0.2 + 0.4)
+    noisy = (image + (torch.rand_like(image) * 2 - 1) * 8 / 255).clamp(0, 1)
+
+    def inconsistency(x):
+        with torch.no_grad():
+            return float((taef2.decode(taef2(x[None]))[0] - x).pow(2).mean())
+
+    cleaned = purify.impress(noisy, taef2, steps=5, lr=0.005)
+    assert cleaned.shape == noisy.shape
+    assert float((cleaned - noisy).abs().max()) <= 8 / 255 + 1e-6
+    assert inconsistency(cleaned) < inconsistency(noisy)
+
+
+def test_missing_decoder_and_upscaler_are_reported_not_faked(tmp_path):
+    class NoDecoder:
+        has_decoder = False
+        name = "enc"
+
+    with pytest.raises(purify.PurificationUnavailable, match="decoder"):
+        purify.impress(torch.rand(3, 16, 16), NoDecoder())
+    assert purify.find_local_upscaler(tmp_path) is None
+    with pytest.raises(purify.PurificationUnavailable, match="upscaler"):
+        purify.noisy_upscale(torch.rand(3, 16, 16), upscaler=tmp_path)
+
+
+def test_subpackage_stays_importable_next_to_the_function():
+    import fixative.check.purify as by_path
+
+    assert callable(fixative.check) and fixative.check.__name__ == "check"
+    assert by_path is purify and fixative.check.purify.jpeg is purify.jpeg
+
+
+def test_cli_reports_and_min_strength(protected_files, tmp_path, capsys):
+    f = protected_files
+    out_json = tmp_path / "c.json"
+    code = main(["check", str(f["protected"]), "--original", str(f["original"]), "--fast",
+                 "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert code == 0 and "PROTECTED" in text and "jpeg 75" in text
+    assert json.loads(out_json.read_text())["verdict"] == "protected"
+    assert main(["check", str(f["protected"]), "--original", str(f["original"]), "--fast", "-q",
+                 "--min-strength", "0.99"]) == 1
+    assert "below --min-strength" in capsys.readouterr().err
+
+
+def test_cli_bad_inputs_give_one_line_and_nonzero_exit(protected_files, tmp_path, capsys):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is not an image")
+    assert main(["check", str(not_image)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not an image" in err
+    bare = tmp_path / "bare.png"
+    Image.open(protected_files["original"]).save(bare)
+    assert main(["check", str(bare)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no Fixative metadata" in err and "--original" in err
+    missing = tmp_path / "missing.png"
+    assert main(["check", str(protected_files["protected"]), "--original", str(missing)]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_table_is_readable(protected_files):
+    result = fixative.check(protected_files["protected"], original=protected_files["original"], fast=True)
+    text = table(result)
+    assert text.splitlines()[0].endswith(result["verdict"].upper())
+    assert "taef2" in text and "PSNR" in text
+
+
+def test_run_check_returns_pictures_for_the_report(protected_files):
+    result, visuals = run_check(protected_files["protected"], original=protected_files["original"],
+                                purifications=[], transfer=False)
+    assert visuals.original is not None and visuals.protected.shape == visuals.original.shape
+    assert visuals.model_sees_protected is not None and visuals.model_sees_protected.shape[0] == 3
