@@ -42,6 +42,12 @@ for dir in "$ROOT" "$PARTIAL"; do
 done
 rm -rf --one-file-system "$PARTIAL"
 mkdir -p "$(dirname "$ROOT")"
+# A failed build leaves nothing behind (it would be ~1 GB of half-installed packages).
+cleanup() {
+    umount "$PARTIAL/proc" 2>/dev/null || true
+    [ -f "$PARTIAL/.fixative-gimp-ready" ] || rm -rf --one-file-system "$PARTIAL"
+}
+trap cleanup EXIT
 echo "gimp chroot: debootstrap trixie into $PARTIAL"
 debootstrap --variant=minbase trixie "$PARTIAL" "$MIRROR"
 
@@ -50,15 +56,14 @@ printf '#!/bin/sh\nexit 101\n' > "$PARTIAL/usr/sbin/policy-rc.d"
 chmod 755 "$PARTIAL/usr/sbin/policy-rc.d"
 
 mount -t proc proc "$PARTIAL/proc"
-trap 'umount "$PARTIAL/proc" 2>/dev/null || true' EXIT
 echo "gimp chroot: installing $PACKAGES"
 chroot "$PARTIAL" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
     "apt-get update && apt-get install -y --no-install-recommends $PACKAGES && apt-get clean"
 chroot "$PARTIAL" gimp-console-3.0 --version
 umount "$PARTIAL/proc"
-trap - EXIT
 
 date -u +%Y-%m-%dT%H:%M:%SZ > "$PARTIAL/.fixative-gimp-ready"
 rm -rf --one-file-system "$ROOT"
 mv "$PARTIAL" "$ROOT"
+trap - EXIT
 echo "gimp chroot: ready at $ROOT"
