@@ -279,6 +279,9 @@ def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, 
     status, _error = last_status(procedure)
     assert status == "success"
     assert target.read_bytes() == client.answer
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask, "not left private like a temporary file"
     sent = client.calls[0]
     assert sent["options"]["format"] == "jpeg" and sent["options"]["method"] == "edit"
     assert sent["options"]["steps"] == 3 and sent["options"]["lease_seconds"] == plugin.LEASE_SECONDS
