@@ -140,7 +140,7 @@ class FakeClient:
     def protect(self, image_bytes, options=None, filename="image.png", on_progress=None, should_cancel=None,
                 poll=0.5, target=None, mask=None):
         self.calls.append({"bytes": image_bytes, "options": options, "filename": filename,
-                           "should_cancel": should_cancel, "mask": mask})
+                           "should_cancel": should_cancel, "mask": mask, "target": target})
         if self.temp_dir is not None:  # GIMP may SIGKILL the plug-in now: no temporary files may exist
             assert list(self.temp_dir.iterdir()) == []
         for status in ({"state": "queued", "progress": 0.0},
@@ -154,7 +154,7 @@ class FakeClient:
 
 def make_config(**overrides):
     values = {"method": "style", "intensity": "default", "quality": "fast", "steps": 3, "models": "",
-              "seed": 0}
+              "seed": 0, "target": None}
     values.update(overrides)
     config = MagicMock(name="config")
     config.get_property.side_effect = values.__getitem__
@@ -325,7 +325,7 @@ def test_export_dialog_cancel_writes_nothing(plugin, monkeypatch, tmp_path):
     assert last_status(procedure)[0] == "cancel"
     assert client.calls == [] and list(tmp_path.iterdir()) == []
     dialog = plugin.GimpUi.ExportProcedureDialog.new.return_value
-    dialog.fill.assert_called_once_with(["method", "intensity", "quality"])
+    dialog.fill.assert_called_once_with(["method", "intensity", "quality", "target"])
     dialog.destroy.assert_called_once()
 
 
@@ -363,6 +363,28 @@ def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch, tmp_path):
     options = client.calls[0]["options"]
     assert options["models"] == ["taef2"] and options["format"] == "png" and options["quality"] == "slow"
     assert client.calls[0]["mask"] is None, "no selection: the whole layer is protected"
+    assert client.calls[0]["target"] is None
+
+
+def test_target_image_is_sent_and_a_missing_one_reported(plugin, monkeypatch, tmp_path):
+    client = FakeClient()
+    monkeypatch.setattr(fixative_client, "ensure_engine", lambda timeout: client)
+    anchor = tmp_path / "anchor.png"
+    anchor.write_bytes(png_bytes(color=(9, 9, 9, 255)))
+    image, _duplicate = make_image()
+    procedure = MagicMock(name="procedure")
+    config = make_config(method="concept", target=FakeGFile(str(anchor)))
+    batch = plugin.Gimp.RunMode.NONINTERACTIVE
+    plugin.run_export(procedure, batch, image, FakeGFile(str(tmp_path / "o.png")), None, None, config, None)
+    assert last_status(procedure)[0] == "success"
+    assert client.calls[0]["target"] == anchor.read_bytes()
+    assert client.calls[0]["options"]["method"] == "concept"
+
+    config = make_config(target=FakeGFile(str(tmp_path / "gone.png")))
+    plugin.run_filter(procedure, batch, image, [make_source_layer()], config, None)
+    status, error = last_status(procedure)
+    assert status == "error" and "cannot read the target image" in error.message
+    assert len(client.calls) == 1
 
 
 def test_filter_sends_the_selection_as_mask(plugin, monkeypatch):
@@ -445,6 +467,8 @@ def test_registers_export_type_and_filter_with_same_arguments(plugin):
         strings = [c.args[0] for c in procedure.add_string_argument.call_args_list]
         assert choices == ["method", "intensity", "quality"]
         assert ints == ["steps", "seed"] and strings == ["models"]
+        target = procedure.add_file_argument.call_args
+        assert target.args[0] == "target" and target.args[4] is True, "the target image is optional"
         defaults = {c.args[0]: c.args[4] for c in procedure.add_choice_argument.call_args_list}
         assert defaults == {"method": "style", "intensity": "default", "quality": "default"}
 

@@ -252,10 +252,13 @@ def linf_255(a: Image.Image, b: Image.Image) -> int:
     return int(np.abs(first - second).max())
 
 
-def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, installed):
+def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, installed, anchor_path):
     from fixative.load import load_image
 
     host, inside = workdir
+    anchor = Image.open(anchor_path).convert("RGB")
+    anchor.thumbnail((128, 128))
+    anchor.save(host / "anchor.png")
     body = '''
     run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
         "file": Gio.File.new_for_path(W + "/out.png")}, **common)
@@ -275,6 +278,9 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report["export_label"] = exporter.get_menu_label()
     save_layer(layers[0], W + "/layer-top.png")
     save_layer(layers[1], W + "/layer-original.png")
+    anchor = Gio.File.new_for_path(W + "/anchor.png")
+    run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
+        "file": Gio.File.new_for_path(W + "/concept.png")}, **dict(common, method="concept", target=anchor))
     # A selection limits the protection to it, as with any GIMP filter.
     selected = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(W + "/art.png"))
     selected.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 64, 48)
@@ -290,7 +296,7 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     assert "error" not in report, report["error"] + output[-1500:]
     assert code == 0, output[-2000:]
     assert report["steps"] == ["file-fixative-export", "file-fixative-export", "plug-in-fixative-protect",
-                               "plug-in-fixative-protect"]
+                               "file-fixative-export", "plug-in-fixative-protect"]
 
     original = Image.open(host / "art.png").convert("RGB")
     exported = load_image(host / "out.png")
@@ -299,6 +305,9 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     protected_png = Image.open(host / "out.png")
     assert protected_png.format == "PNG" and protected_png.size == original.size
     assert 0 < linf_255(protected_png, original) <= budget + 1
+
+    concept = load_image(host / "concept.png").metadata
+    assert concept["method"] == "concept" and concept["target"]["kind"] != exported.metadata["target"]["kind"]
 
     jpeg = Image.open(host / "out.jpg")
     assert jpeg.format == "JPEG" and jpeg.size == original.size

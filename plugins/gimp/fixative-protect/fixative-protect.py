@@ -59,6 +59,7 @@ ENGINE_HELP = (
     "so GIMP knows how to start it."
 )
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
+DIALOG_ARGUMENTS = ("method", "intensity", "quality", "target")
 
 
 class PluginError(Exception):
@@ -177,7 +178,7 @@ def connect_engine():
 
 
 def protect_bytes(image_bytes: bytes, options: dict, filename: str, label: str,
-                  mask: bytes | None = None) -> tuple[bytes, dict]:
+                  mask: bytes | None = None, target: bytes | None = None) -> tuple[bytes, dict]:
     """Send one image (and optional mask) to the engine and wait for the protected bytes, showing progress."""
     client = connect_engine()
     with CancelWatch() as cancelled:
@@ -185,6 +186,7 @@ def protect_bytes(image_bytes: bytes, options: dict, filename: str, label: str,
             return client.protect(
                 image_bytes, options=options, filename=filename,
                 on_progress=progress_reporter(label), should_cancel=cancelled, mask=mask,
+                target=target,
             )
         except fixative_client.EngineError as exc:
             if cancelled():
@@ -231,7 +233,22 @@ def config_values(config) -> dict:
         "steps": config.get_property("steps"),
         "models": config.get_property("models") or "",
         "seed": config.get_property("seed"),
+        "target": config.get_property("target"),
     }
+
+
+def read_target(gfile) -> bytes | None:
+    """The optional reference image (style image, concept anchor or edit target) as file bytes."""
+    if gfile is None:
+        return None
+    path = gfile.get_path()
+    if not path:
+        raise PluginError("Fixative: the target image must be a local file")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise PluginError(f"Fixative: cannot read the target image {path}: {exc.strerror or exc}") from exc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,7 +347,7 @@ def _run_dialog(procedure, config, image, title: str, export: bool) -> bool:
         dialog = GimpUi.ExportProcedureDialog.new(procedure, config, image)
     else:
         dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(["method", "intensity", "quality"])
+    dialog.fill(list(DIALOG_ARGUMENTS))
     try:
         return bool(dialog.run())
     finally:
@@ -349,7 +366,9 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
                                      values["models"], fmt, values["seed"])
         Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
-        protected, _report = protect_bytes(flattened_png(image), job_options, "image.png", "Fixative")
+        target_bytes = read_target(values["target"])
+        protected, _report = protect_bytes(flattened_png(image), job_options, "image.png", "Fixative",
+                                           target=target_bytes)
         store_to_gfile(gfile, protected)
         Gimp.progress_end()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -372,8 +391,10 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
                                     values["models"], "png", values["seed"])
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
+        target_bytes = read_target(values["target"])
         source_png, mask_png = layer_png(source), selection_mask_png(image, source)
-        protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative", mask=mask_png)
+        protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative", mask=mask_png,
+                                           target=target_bytes)
         # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
         image.undo_group_start()
         try:
@@ -414,6 +435,9 @@ def add_protection_arguments(procedure) -> None:
     procedure.add_string_argument("models", "Models",
                                   "Comma-separated encoder names or paths (empty: engine default)", "", flags)
     procedure.add_int_argument("seed", "Seed", "Random seed (same seed, same result)", 0, 2**31 - 1, 0, flags)
+    procedure.add_file_argument("target", "_Target image",
+                                "Optional reference: a style image, the concept anchor (needed by 'concept') "
+                                "or an edit target", Gimp.FileChooserAction.OPEN, True, None, flags)
 
 
 class FixativeProtect(Gimp.PlugIn):
