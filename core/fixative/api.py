@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,9 +89,7 @@ def protect(
     if steps is not None:
         if not 0 <= steps <= 10_000:
             raise BadParameterError(f"steps must be between 0 and 10000, got {steps}")
-        effort = type(effort)(
-            steps, effort.eot_samples, effort.step_size, min(effort.coarse_steps, steps), effort.early_stop
-        )
+        effort = dataclasses.replace(effort, steps=steps, coarse_steps=min(effort.coarse_steps, steps))
     if lpips_weight is not None and lpips_weight < 0:
         raise BadParameterError("lpips weight must be >= 0")
     encoders = load_encoders(models, device=device, dtype=dtype, allow_download=allow_download)

@@ -29,6 +29,10 @@ class Quality:
     step_size: float  # first signed-gradient step, as a share of epsilon
     coarse_steps: int  # steps spent at half resolution first (coarse-to-fine)
     early_stop: float  # stop once strength reaches this (1.0 = never)
+    final_step: float = 0.05  # last step, as a share of epsilon (geometric decay from step_size)
+    momentum: float = 0.75  # weight of past (normalised) gradients in each signed step
+    eot_every: int = 1  # purify only every n-th step (the others are clean, cheaper to converge)
+    random_start: float = 0.0  # uniform random start, as a share of the limit
 
 
 INTENSITIES: dict[str, Intensity] = {
@@ -38,9 +42,11 @@ INTENSITIES: dict[str, Intensity] = {
 }
 
 QUALITIES: dict[str, Quality] = {
-    "fast": Quality(steps=8, eot_samples=0, step_size=0.5, coarse_steps=0, early_stop=0.97),
-    "default": Quality(steps=20, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.97),
-    "slow": Quality(steps=48, eot_samples=2, step_size=0.5, coarse_steps=0, early_stop=0.99),
+    # Measured in bench/ (docs/speed.md): momentum + geometric decay reach a plain 100-step PGD loop's
+    # strength in about 10 steps; coarse-to-fine did not transfer for taef2 (kept available, off).
+    "fast": Quality(steps=10, eot_samples=0, step_size=0.5, coarse_steps=0, early_stop=0.97),
+    "default": Quality(steps=20, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.97, eot_every=2),
+    "slow": Quality(steps=40, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.99, final_step=0.03),
 }
 
 
@@ -48,7 +54,9 @@ def intensity(name: str) -> Intensity:
     try:
         return INTENSITIES[name]
     except KeyError:
-        raise BadParameterError(f"unknown intensity {name!r}; choose one of: {', '.join(INTENSITIES)}") from None
+        raise BadParameterError(
+            f"unknown intensity {name!r}; choose one of: {', '.join(INTENSITIES)}"
+        ) from None
 
 
 def quality(name: str) -> Quality:

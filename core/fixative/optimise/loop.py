@@ -7,7 +7,6 @@ Coarse-to-fine: the first steps run at half resolution, where a step costs a qua
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,11 +42,20 @@ class _Level:
     weights: list[torch.Tensor]
     targets: list[list[torch.Tensor]]  # [encoder][tile]
     start: list[float]  # squared distance original->target per encoder
+    total_tiles: int = 0  # tiles covering the image (``tiles`` may hold fewer when a benchmark samples some)
 
 
-def _prepare(images, limit, encoders, target: Target, target_image, tile: int) -> _Level:
+def prepare(
+    images, limit, encoders, target: Target, target_image, tile: int, max_tiles: int | None = None
+) -> _Level:
+    """Tiles, blend weights and target features of one resolution level.
+
+    ``max_tiles`` keeps only the first tiles: the benchmarks time a step on a few tiles of a huge image
+    and extrapolate, with the image-sized buffers still allocated, so peak memory stays representative.
+    """
     h, w = images.shape[-2:]
-    tile_list = tiles(h, w, tile, DEFAULT_OVERLAP)
+    all_tiles = tiles(h, w, tile, DEFAULT_OVERLAP)
+    tile_list = all_tiles[:max_tiles] if max_tiles else all_tiles
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
     targets, start = [], []
     for encoder in encoders:
@@ -60,7 +68,7 @@ def _prepare(images, limit, encoders, target: Target, target_image, tile: int) -
             per_tile.append(feats)
         targets.append(per_tile)
         start.append(max(total, 1e-12))
-    return _Level(images, limit, tile_list, weights, targets, start)
+    return _Level(images, limit, tile_list, weights, targets, start, len(all_tiles))
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +77,15 @@ def _half(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def _gradient(level: _Level, delta: torch.Tensor, encoders, transform, lpips_weight: float, lpips_budget: float,
-              cancel: CancelFn | None) -> tuple[torch.Tensor, list[float]]:
+def gradient(
+    level: _Level,
+    delta: torch.Tensor,
+    encoders,
+    transform,
+    lpips_weight: float,
+    lpips_budget: float,
+    cancel: CancelFn | None,
+) -> tuple[torch.Tensor, list[float]]:
     grad = torch.zeros_like(delta)
     norm = torch.zeros_like(level.limit)
     sq = [0.0] * len(encoders)
@@ -131,21 +146,26 @@ def run(
     done = 0
 
     def schedule(i: int, n: int) -> float:
-        return quality.step_size * epsilon * (0.15 + 0.85 * 0.5 * (1 + math.cos(math.pi * i / max(1, n))))
+        """Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine."""
+        first, last = quality.step_size, min(quality.final_step, quality.step_size)
+        return epsilon * first * (last / first) ** (i / max(1, n - 1))
 
-    def transforms() -> list:
-        if quality.eot_samples <= 0:
-            return [lambda v: v]
+    def transforms(i: int) -> list:
+        if quality.eot_samples <= 0 or i % max(1, quality.eot_every) != quality.eot_every - 1:
+            return [lambda v: v]  # a clean step: its strength estimate is exact, so early stop can trust it
         return [eot.sample(generator) for _ in range(quality.eot_samples)]
 
-    def descend(level: _Level, delta: torch.Tensor, n_steps: int, record: list | None) -> tuple[torch.Tensor, bool]:
+    def descend(
+        level: _Level, delta: torch.Tensor, n_steps: int, record: list | None
+    ) -> tuple[torch.Tensor, bool]:
         nonlocal done
         opt = torch.optim.Adam([delta], lr=quality.step_size * epsilon) if optimizer == "adam" else None
+        velocity = torch.zeros_like(delta)
         for i in range(n_steps):
             grad = torch.zeros_like(delta)
             estimate = None
-            for transform in transforms():
-                g, strengths = _gradient(level, delta, encoders, transform, lpips_weight, lpips_budget, cancel)
+            for transform in transforms(i):
+                g, strengths = gradient(level, delta, encoders, transform, lpips_weight, lpips_budget, cancel)
                 grad += g
                 estimate = min(strengths) if estimate is None else estimate
             if record is not None and estimate is not None and estimate >= stop:
@@ -153,7 +173,10 @@ def run(
                 return delta, True
             with torch.no_grad():
                 if opt is None:
-                    delta -= schedule(i, n_steps) * grad.sign()
+                    # Momentum on the mean-normalised gradient (MI-FGSM): steadier signs, so the decaying
+                    # steps keep refining instead of oscillating; measured ~2x fewer steps to a strength.
+                    velocity.mul_(quality.momentum).add_(grad / grad.abs().mean().clamp_min(1e-20))
+                    delta -= schedule(i, n_steps) * velocity.sign()
                 else:
                     for group in opt.param_groups:
                         group["lr"] = schedule(i, n_steps)
@@ -164,16 +187,19 @@ def run(
             if record is not None:
                 record.append(estimate)
             if progress is not None:
-                progress(done, total_steps, {"phase": "fine" if record is not None else "coarse",
-                                             "strength": estimate})
+                progress(
+                    done,
+                    total_steps,
+                    {"phase": "fine" if record is not None else "coarse", "strength": estimate},
+                )
         return delta, False
 
-    delta0 = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * lim * 0.25
+    delta0 = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * lim * quality.random_start
     delta0 = project(delta0, lim, x)
     if quality.coarse_steps > 0 and min(x.shape[-2:]) >= 128:
         xc, lc = _half(x), _half(lim)
         tc = None if target_image is None else _half(target_image)
-        coarse = _prepare(xc, lc, encoders, target, tc, tile)
+        coarse = prepare(xc, lc, encoders, target, tc, tile)
         dc = project(_half(delta0), lc, xc)
         dc, _ = descend(coarse, dc, quality.coarse_steps, None)
         delta0 = F.interpolate(dc, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -181,8 +207,13 @@ def run(
         del coarse
     else:
         total_steps = quality.steps
-    fine = _prepare(x, lim, encoders, target, target_image, tile)
+    fine = prepare(x, lim, encoders, target, target_image, tile)
     history: list[float] = []
     delta, early = descend(fine, delta0.clone(), quality.steps, history)
-    return OptimiseResult(delta=delta.detach()[0].cpu(), steps=done, seconds=time.perf_counter() - started,
-                          stopped_early=early, history=history)
+    return OptimiseResult(
+        delta=delta.detach()[0].cpu(),
+        steps=done,
+        seconds=time.perf_counter() - started,
+        stopped_early=early,
+        history=history,
+    )

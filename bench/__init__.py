@@ -1,0 +1,1 @@
+"""Fixative's speed benchmark: ``python -m bench.run`` (see docs/speed.md)."""

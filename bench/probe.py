@@ -1,0 +1,185 @@
+"""One benchmark configuration, run in a fresh process so its peak resident memory is its own.
+
+``python -m bench.probe '<json spec>'`` prints one JSON line. Two modes:
+
+* ``race``: the whole optimisation (reference PGD, or ``fixative.optimise.run`` at a quality preset
+  stopping at ``stop_at``), then strength and robustness (JPEG 75, 0.5x downscale) of the 8-bit result.
+* ``rate``: seconds per optimiser step and peak memory at a size, from ``steps`` steps over at most
+  ``max_tiles`` tiles (the rest is extrapolated by tile count, and the output says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+
+def _threads() -> int:
+    count = int(os.environ.get("FIXATIVE_BENCH_THREADS", "0")) or (os.cpu_count() or 1)
+    torch.set_num_threads(count)
+    return count
+
+
+def load_encoder(name: str, models_dir: str):
+    """``taef2`` (the real tiny FLUX.2 encoder) or ``sd`` (SD1.5-configured AutoencoderKL, random weights)."""
+    from fixative.models import load_encoders
+
+    if name == "taef2":
+        return load_encoders([os.path.join(models_dir, "taesd", "taef2_encoder.pth")], device="cpu")[0]
+    if name == "sd":
+        from diffusers import AutoencoderKL
+
+        from fixative.models.autoencoder_kl import wrap
+
+        torch.manual_seed(0)
+        vae = AutoencoderKL(  # the SD1.5 VAE configuration; random weights cost the same as real ones
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            block_out_channels=[128, 256, 512, 512],
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=512,
+            scaling_factor=0.18215,
+        )
+        return wrap(vae, "sd", "sd15-random", "random")
+    raise SystemExit(f"unknown encoder {name!r}; use taef2 or sd")
+
+
+def load_artwork(path: str, size: int) -> torch.Tensor:
+    """The artwork resized (cover + centre crop) to size x size, as (3, H, W) 0..1 on the 8-bit grid."""
+    from fixative.load import load_image
+    from fixative.target.base import fit_to
+
+    return quantised(fit_to(load_image(path).rgb, size, size))  # 8-bit, like a real file
+
+
+def quantised(rgb: torch.Tensor) -> torch.Tensor:
+    return (rgb.clamp(0, 1) * 255).round() / 255
+
+
+def purifications() -> dict:
+    """JPEG 75 and 0.5x downscale-upscale: check's real ones (libjpeg, Pillow) if present, else EOT's."""
+    try:
+        from fixative.check.purify import downscale_upscale, jpeg
+
+        return {"jpeg75": lambda x: jpeg(x, 75), "resize0.5": lambda x: downscale_upscale(x, 0.5)}
+    except ImportError:
+        from fixative.optimise import eot
+
+        return {"jpeg75": lambda x: eot.jpeg(x, 75), "resize0.5": lambda x: eot.resize(x, 0.5)}
+
+
+@torch.no_grad()
+def measure(encoder, goal, original: torch.Tensor, protected: torch.Tensor, tile: int) -> dict:
+    """Strength (``fixative.features.strength``) clean and after each purification of the protected image."""
+    from fixative import features
+
+    o = original[None]
+    tile_list = features.tiles(o.shape[-2], o.shape[-1], tile)
+    timg = None if goal.image is None else goal.image[None]
+    target = [goal.features(encoder, t.crop(o), None if timg is None else t.crop(timg)) for t in tile_list]
+    base = features.encode(encoder, o, tile)
+    out = {"strength": features.strength(features.encode(encoder, protected[None], tile), base, target)}
+    for name, purify in purifications().items():
+        p = quantised(purify(protected[None]))
+        out[f"strength_{name}"] = features.strength(features.encode(encoder, p, tile), base, target)
+    return out
+
+
+def race(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> dict:
+    from fixative.optimise import run
+    from fixative.presets import quality
+
+    from .reference import pgd
+
+    tile = spec.get("tile", 512)
+    if spec["runner"] == "reference":
+        o = art[None]
+        target = goal.features(encoder, o, None if goal.image is None else goal.image[None])
+        result = pgd(art, encoder, target, limit, steps=spec.get("ref_steps", 100))
+        seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history
+    else:
+        preset = quality(spec["runner"])
+        result = run(art, [encoder], goal, limit, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
+        seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history
+    protected = quantised(art + delta)
+    out = {
+        "seconds": seconds,
+        "steps": steps,
+        "linf_255": float((protected - art).abs().max()) * 255,
+        "history": [round(h, 4) for h in history if h is not None],
+    }
+    out.update(measure(encoder, goal, art, protected, tile))
+    return out
+
+
+def rate(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> dict:
+    """Time optimiser steps; fixative's over at most ``max_tiles`` tiles, the reference on the whole image."""
+    from fixative.optimise import loop
+
+    steps = spec.get("steps", 2)
+    if spec["runner"] == "reference":
+        from .reference import pgd
+
+        target = goal.features(encoder, art[None], None if goal.image is None else goal.image[None])
+        result = pgd(art, encoder, target, limit, steps=steps + 1)
+        per_step = statistics.median(result.step_seconds[1:])  # the first step pays one-off warm-up
+        return {"seconds_per_step": per_step, "tiles": 1, "tiles_timed": 1, "extrapolated": False}
+    x, lim = art[None], limit[None]
+    timg = None if goal.image is None else goal.image[None]
+    level = loop.prepare(
+        x, lim, [encoder], goal, timg, spec.get("tile", 512), max_tiles=spec.get("max_tiles")
+    )
+    delta = torch.zeros_like(x)
+    timings = []
+    for _ in range(steps + 1):  # the first step pays one-off warm-up and is not counted
+        t0 = time.perf_counter()
+        grad, _ = loop.gradient(level, delta, [encoder], lambda v: v, 0.0, 0.0, None)
+        delta = loop.project(delta - 1e-3 * grad.sign(), lim, x)
+        timings.append(time.perf_counter() - t0)
+    per_step = statistics.median(timings[1:])
+    scale = level.total_tiles / len(level.tiles)
+    return {
+        "seconds_per_step": per_step * scale,
+        "tiles": level.total_tiles,
+        "tiles_timed": len(level.tiles),
+        "extrapolated": scale > 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    spec = json.loads((argv or sys.argv[1:])[0])
+    threads = _threads()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from fixative.optimise import bound
+    from fixative.presets import intensity
+    from fixative.target import TargetRequest, make_target
+
+    started = time.perf_counter()
+    encoder = load_encoder(spec["encoder"], spec["models"])
+    art = load_artwork(spec["image"], spec["size"])
+    goal = make_target(TargetRequest(method=spec.get("method", "style"), artwork=art, seed=0))
+    budget = intensity("default")
+    limit = bound(art, budget.epsilon, budget.min_mask)  # fixative's per-pixel budget, used by both runners
+    out = (
+        race(spec, encoder, art, goal, limit)
+        if spec["mode"] == "race"
+        else rate(spec, encoder, art, goal, limit)
+    )
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    out["wall_seconds"] = time.perf_counter() - started
+    out["threads"] = threads
+    print("BENCH-RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

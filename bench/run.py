@@ -1,0 +1,363 @@
+"""Fixative's speed benchmark: the reference PGD loop against each ``--quality`` preset, in one run.
+
+    python -m bench.run            # the full suite (long on a CPU: see docs/speed.md)
+    python -m bench.run --smoke    # tiny sizes, a minute; what the test suite runs
+
+Every configuration runs in a fresh subprocess (``bench.probe``) so its peak resident memory is its own;
+reference and presets are interleaved and repeated so shared-machine noise hits them alike; medians are
+reported with the load average seen around each measurement. Writes ``bench/results/bench-<time>.json``
+and ``.md`` side by side (and ``latest.json`` / ``latest.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FIXATIVE_SHARED", ROOT.parent / "shared"))
+RESULTS = ROOT / "bench" / "results"
+# Whole-image reference steps beyond these sizes need tens of GB of activations: not attempted.
+REFERENCE_MAX_PIXELS = {"taef2": 1024 * 1024, "sd": 512 * 512}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def _names(text: str) -> list[str]:
+    return [v for v in text.split(",") if v]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes and few steps: checks the suite runs")
+    p.add_argument(
+        "--images",
+        type=_names,
+        default=["hokusai_great_wave.jpg"],
+        help="artworks (names in the shared images folder, or paths), comma-separated",
+    )
+    p.add_argument("--race-sizes", type=_ints, default=[512], help="sizes of the strength race (square)")
+    p.add_argument("--race-encoders", type=_names, default=["taef2"], help="taef2 and/or sd")
+    p.add_argument(
+        "--sizes", type=_ints, default=[512, 1024, 2048, 4096], help="sizes of the speed/memory scan"
+    )
+    p.add_argument(
+        "--encoders", type=_names, default=["taef2", "sd"], help="encoders of the speed/memory scan"
+    )
+    p.add_argument("--qualities", type=_names, default=["fast", "default", "slow"])
+    p.add_argument("--method", default="style", choices=["style", "edit"])
+    p.add_argument("--ref-steps", type=int, default=100, help="steps of the reference PGD loop")
+    p.add_argument("--repeats", type=int, default=1, help="race repetitions (medians reported)")
+    p.add_argument("--rate-steps", type=int, default=2, help="steps timed per speed/memory configuration")
+    p.add_argument(
+        "--max-tiles",
+        type=int,
+        default=4,
+        help="tiles timed per step in the scan; more tiles are extrapolated by count (labelled)",
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads per probe (0 = all cores)")
+    p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
+    p.add_argument("--models", default=str(SHARED / "models"))
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+    if args.smoke:  # tiny defaults; options given explicitly still win
+        given = set(argv if argv is not None else sys.argv[1:])
+        smoke = {"race_sizes": [64], "sizes": [64, 128], "ref_steps": 4, "rate_steps": 1}
+        for key, value in smoke.items():
+            if f"--{key.replace('_', '-')}" not in given:
+                setattr(args, key, value)
+    return args
+
+
+def _image_path(name: str) -> str:
+    path = Path(name)
+    return str(path if path.exists() else SHARED / "images" / name)
+
+
+def probe(spec: dict, args: argparse.Namespace) -> dict:
+    """Run one configuration in a fresh interpreter and return its JSON result (or the error)."""
+    env = dict(
+        os.environ,
+        FIXATIVE_BENCH_THREADS=str(args.threads),
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    load_before = os.getloadavg()[0]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.probe", json.dumps(spec)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {args.timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"exit {done.returncode}: {tail[0][:300]}"}
+    out = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    out["load"] = round((load_before + os.getloadavg()[0]) / 2, 2)
+    return out
+
+
+def _median(rows: list[dict], key: str):
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def race(args: argparse.Namespace, log) -> list[dict]:
+    """Reference, then each preset stopping at the reference's final strength; interleaved, repeated."""
+    rows = []
+    for encoder in args.race_encoders:
+        for image in args.images:
+            for size in args.race_sizes:
+                base = {
+                    "mode": "race",
+                    "encoder": encoder,
+                    "image": _image_path(image),
+                    "size": size,
+                    "models": args.models,
+                    "method": args.method,
+                    "ref_steps": args.ref_steps,
+                }
+                runs: dict[str, list[dict]] = {"reference": [], **{q: [] for q in args.qualities}}
+                for repeat in range(args.repeats):
+                    ref = probe({**base, "runner": "reference"}, args)
+                    runs["reference"].append(ref)
+                    log(f"race {encoder} {size}px #{repeat + 1} reference: {_brief(ref)}")
+                    goal = ref.get("strength")
+                    for quality in args.qualities:
+                        out = (
+                            probe({**base, "runner": quality, "stop_at": goal}, args)
+                            if goal is not None
+                            else {"error": "reference failed"}
+                        )
+                        runs[quality].append(out)
+                        log(f"race {encoder} {size}px #{repeat + 1} {quality}: {_brief(out)}")
+                ref_seconds = _median(runs["reference"], "seconds")
+                ref_strength = _median(runs["reference"], "strength")
+                for runner, results in runs.items():
+                    row = {
+                        "encoder": encoder,
+                        "image": Path(image).name,
+                        "size": size,
+                        "runner": runner,
+                        "repeats": len(results),
+                        "errors": [r["error"] for r in results if "error" in r],
+                    }
+                    for key in (
+                        "seconds",
+                        "steps",
+                        "strength",
+                        "strength_jpeg75",
+                        "strength_resize0.5",
+                        "peak_rss_mb",
+                        "linf_255",
+                        "load",
+                    ):
+                        row[key] = _median(results, key)
+                    if row["seconds"] and row["steps"]:
+                        row["seconds_per_step"] = row["seconds"] / row["steps"]
+                    if runner != "reference" and row["seconds"] and ref_seconds:
+                        row["speedup"] = ref_seconds / row["seconds"]
+                        row["reached"] = (
+                            row["strength"] is not None
+                            and ref_strength is not None
+                            and row["strength"] >= ref_strength - 0.005
+                        )
+                    row["history"] = next((r["history"] for r in results if "history" in r), [])
+                    rows.append(row)
+    return rows
+
+
+def rate(args: argparse.Namespace, log) -> list[dict]:
+    """Seconds per step and peak memory by size, fixative tiled against the reference's whole image."""
+    rows = []
+    image = _image_path(args.images[0])
+    for encoder in args.encoders:
+        for size in args.sizes:
+            runners = ["fixative"] + (
+                ["reference"] if size * size <= REFERENCE_MAX_PIXELS.get(encoder, 0) else []
+            )
+            for runner in runners:
+                spec = {
+                    "mode": "rate",
+                    "runner": runner,
+                    "encoder": encoder,
+                    "image": image,
+                    "size": size,
+                    "models": args.models,
+                    "method": args.method,
+                    "steps": args.rate_steps,
+                    "max_tiles": args.max_tiles,
+                }
+                out = probe(spec, args)
+                log(f"scan {encoder} {size}px {runner}: {_brief(out)}")
+                rows.append(
+                    {"encoder": encoder, "size": size, "pixels": size * size, "runner": runner, **out}
+                )
+    return rows
+
+
+def growth(rows: list[dict]) -> dict:
+    """Log-log slope of time and memory against pixel count (1 = linear, 0 = flat)."""
+    out = {}
+    for encoder in sorted({r["encoder"] for r in rows}):
+        for runner in ("fixative", "reference"):
+            pts = [r for r in rows if r["encoder"] == encoder and r["runner"] == runner and "error" not in r]
+            if len(pts) < 2:
+                continue
+            first, last = pts[0], pts[-1]
+            span = math.log(last["pixels"] / first["pixels"])
+            out[f"{encoder}/{runner}"] = {
+                "pixels": [first["pixels"], last["pixels"]],
+                "time_exponent": round(
+                    math.log(last["seconds_per_step"] / first["seconds_per_step"]) / span, 3
+                ),
+                "memory_ratio": round(last["peak_rss_mb"] / first["peak_rss_mb"], 3),
+                "memory_exponent": round(math.log(last["peak_rss_mb"] / first["peak_rss_mb"]) / span, 3),
+            }
+    return out
+
+
+def _brief(out: dict) -> str:
+    if "error" in out:
+        return "ERROR " + out["error"]
+    keys = ("seconds", "steps", "strength", "seconds_per_step", "peak_rss_mb", "load")
+    return ", ".join(f"{k}={out[k]:.4g}" for k in keys if isinstance(out.get(k), (int, float)))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"# Fixative benchmark, {result['started']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']}, "
+        f"{m['threads']} threads; load average {m['load_start']} at start, {m['load_end']} at end.",
+        f"Budget: default intensity (texture-aware L-inf, 8/255 at most), same per-pixel limit for all; "
+        f"method {result['config']['method']}; reference = {result['config']['ref_steps']} signed-gradient "
+        "steps of 1/255, whole image, no EOT.",
+        "",
+        "## Strength race (time to reach the reference's final strength)",
+        "",
+        "| encoder | size | runner | seconds | steps | s/step | strength | after JPEG 75 | after 0.5x | "
+        "speedup | reached | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["race"]:
+        lines.append(
+            f"| {r['encoder']} | {r['size']}² | {r['runner']} | {_fmt(r['seconds'])} | {_fmt(r['steps'])} | "
+            f"{_fmt(r.get('seconds_per_step'))} | {_fmt(r['strength'])} | {_fmt(r['strength_jpeg75'])} | "
+            f"{_fmt(r['strength_resize0.5'])} | {_fmt(r.get('speedup'))} | {_fmt(r.get('reached'))} | "
+            f"{_fmt(r['peak_rss_mb'])} | {_fmt(r['load'])} |"
+        )
+    lines += [
+        "",
+        "## Seconds per step and peak memory by size",
+        "",
+        "| encoder | size | runner | s/step | tiles (timed) | extrapolated | peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rate"]:
+        if "error" in r:
+            lines.append(f"| {r['encoder']} | {r['size']}² | {r['runner']} | error: {r['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {r['encoder']} | {r['size']}² | {r['runner']} | {_fmt(r['seconds_per_step'])} | "
+            f"{r['tiles']} ({r['tiles_timed']}) | {_fmt(r['extrapolated'])} | {_fmt(r['peak_rss_mb'])} | "
+            f"{_fmt(r['load'])} |"
+        )
+    lines += [
+        "",
+        "## Growth with pixel count (log-log slopes: 1 = linear, 0 = flat)",
+        "",
+        "| encoder/runner | pixels | time exponent | memory ratio | memory exponent |",
+        "|---|---|---|---|---|",
+    ]
+    for key, g in result["growth"].items():
+        lines.append(
+            f"| {key} | {g['pixels'][0]}→{g['pixels'][1]} | {g['time_exponent']} | {g['memory_ratio']} | "
+            f"{g['memory_exponent']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def machine(threads: int) -> dict:
+    import torch
+
+    try:
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        memory_gb = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": threads or os.cpu_count(),
+        "load_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(args.threads),
+        "config": {k: v for k, v in vars(args).items()},
+    }
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    result["race"] = race(args, log)
+    result["rate"] = rate(args, log)
+    result["growth"] = growth(result["rate"])
+    result["machine"]["load_end"] = round(os.getloadavg()[0], 2)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = markdown(result)
+    for name in (f"bench-{stamp}", "latest"):
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+        (out_dir / f"{name}.md").write_text(text)
+    print(text)
+    print(f"written: {out_dir / f'bench-{stamp}.json'} and .md", file=sys.stderr)
+    failed = [r for r in result["race"] + result["rate"] if r.get("error") or r.get("errors")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

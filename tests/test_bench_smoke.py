@@ -1,0 +1,40 @@
+"""The benchmark's smoke mode runs end to end at tiny sizes, so the suite cannot rot (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import run as bench_run
+
+
+@pytest.mark.usefixtures("taef2_path")
+def test_smoke_writes_table_and_json(tmp_path):
+    argv = ["--smoke", "--sizes", "32,64", "--race-sizes", "32", "--ref-steps", "3", "--encoders", "taef2",
+            "--qualities", "fast,default", "--out", str(tmp_path)]
+    assert bench_run.main(argv) == 0
+    result = json.loads((tmp_path / "latest.json").read_text())
+    table = (tmp_path / "latest.md").read_text()
+    runners = [r["runner"] for r in result["race"]]
+    assert runners == ["reference", "fast", "default"]
+    reference = result["race"][0]
+    assert reference["steps"] == 3 and 0 < reference["strength"] <= 1
+    for row in result["race"][1:]:
+        assert row["linf_255"] <= 8 + 1e-3  # the shared budget holds (float32 rounding aside)
+        assert row["strength_jpeg75"] is not None and row["strength_resize0.5"] is not None
+        assert row["speedup"] > 0 and row["steps"] >= 1
+    scan = {(r["size"], r["runner"]) for r in result["rate"]}
+    assert {(32, "fixative"), (64, "fixative"), (32, "reference")} <= scan
+    assert all(r["peak_rss_mb"] > 0 and r["seconds_per_step"] > 0 for r in result["rate"])
+    assert "taef2/fixative" in result["growth"]
+    assert "| taef2 | 32² | reference |" in table and "## Growth with pixel count" in table
+
+
+def test_sd_sized_encoder_is_the_sd15_configuration(tmp_path):
+    from bench.probe import load_encoder
+
+    encoder = load_encoder("sd", str(tmp_path))
+    params = sum(p.numel() for p in encoder.encoder.vae.encoder.parameters())
+    assert encoder.latent_channels == 4 and encoder.downscale == 8
+    assert 30e6 < params < 40e6  # the SD1.5 VAE encoder has about 34 million parameters
