@@ -45,7 +45,7 @@ QUALITIES: dict[str, Quality] = {
     # Measured in bench/ (docs/speed.md): momentum + geometric decay reach a plain 100-step PGD loop's
     # strength in about 10 steps; coarse-to-fine did not transfer for taef2 (kept available, off).
     "fast": Quality(steps=10, eot_samples=0, step_size=0.5, coarse_steps=0, early_stop=0.97),
-    "default": Quality(steps=20, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.97, eot_every=2),
+    "default": Quality(steps=20, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.97, eot_every=4),
     "slow": Quality(steps=40, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.99, final_step=0.03),
 }
 

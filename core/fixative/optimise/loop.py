@@ -43,6 +43,19 @@ class _Level:
     targets: list[list[torch.Tensor]]  # [encoder][tile]
     start: list[float]  # squared distance original->target per encoder
     total_tiles: int = 0  # tiles covering the image (``tiles`` may hold fewer when a benchmark samples some)
+    channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
+
+
+def _channels_last(encoder) -> bool:
+    """Switch TAESD-family encoders on CPU to channels-last (oneDNN convolutions).
+
+    Measured in bench/ on a 2-core AVX CPU: taef2 forward+backward at 256² 0.38 s instead of 0.47 s; the
+    SD-sized AutoencoderKL (GroupNorm, attention) gained nothing, so it is left alone.
+    """
+    if encoder.device.type != "cpu" or not str(getattr(encoder, "family", "")).startswith("tae"):
+        return False
+    encoder.to(memory_format=torch.channels_last)
+    return True
 
 
 def prepare(
@@ -68,7 +81,8 @@ def prepare(
             per_tile.append(feats)
         targets.append(per_tile)
         start.append(max(total, 1e-12))
-    return _Level(images, limit, tile_list, weights, targets, start, len(all_tiles))
+    layouts = [_channels_last(encoder) for encoder in encoders]
+    return _Level(images, limit, tile_list, weights, targets, start, len(all_tiles), layouts)
 
 
 def _half(x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +112,8 @@ def gradient(
         seen = transform(x)
         loss = x.new_zeros(())
         for e, encoder in enumerate(encoders):
-            term = (encoder(seen) - level.targets[e][k]).pow(2).sum()
+            fed = seen.contiguous(memory_format=torch.channels_last) if level.channels_last[e] else seen
+            term = (encoder(fed) - level.targets[e][k]).pow(2).sum()
             sq[e] += float(term.detach())
             loss = loss + term / level.start[e]
         if lpips_weight > 0:
