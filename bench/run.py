@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=4,
         help="tiles timed per step in the scan; more tiles are extrapolated by count (labelled)",
     )
+    p.add_argument("--tile", type=int, default=512, help="fixative's tile size (memory bound per tile)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per probe (0 = all cores)")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
     p.add_argument("--models", default=str(SHARED / "models"))
@@ -132,6 +133,7 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                     "models": args.models,
                     "method": args.method,
                     "ref_steps": args.ref_steps,
+                    "tile": args.tile,
                 }
                 runs: dict[str, list[dict]] = {"reference": [], **{q: [] for q in args.qualities}}
                 for repeat in range(args.repeats):
@@ -203,6 +205,7 @@ def rate(args: argparse.Namespace, log) -> list[dict]:
                     "method": args.method,
                     "steps": args.rate_steps,
                     "max_tiles": args.max_tiles,
+                    "tile": args.tile,
                 }
                 out = probe(spec, args)
                 log(f"scan {encoder} {size}px {runner}: {_brief(out)}")
