@@ -32,7 +32,7 @@ class Quality:
     final_step: float = 0.05  # last step, as a share of epsilon (geometric decay from step_size)
     momentum: float = 0.75  # weight of past (normalised) gradients in each signed step
     eot_every: int = 1  # purify only every n-th step (the others are clean, cheaper to converge)
-    random_start: float = 0.0  # uniform random start, as a share of the limit
+    random_start: float = 0.1  # uniform random start, as a share of the limit (makes the seed matter)
 
 
 INTENSITIES: dict[str, Intensity] = {
