@@ -24,8 +24,13 @@ def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:
 def resize(images: torch.Tensor, scale: float) -> torch.Tensor:
     """Downscale then upscale back (what re-posting at a smaller size does)."""
     h, w = images.shape[-2:]
-    small = F.interpolate(images, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="bilinear",
-                          antialias=True, align_corners=False)
+    small = F.interpolate(
+        images,
+        size=(max(8, round(h * scale)), max(8, round(w * scale))),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )
     return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
