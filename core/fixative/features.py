@@ -28,34 +28,28 @@ class Tile:
         return images[..., self.top : self.top + self.height, self.left : self.left + self.width]
 
 
-def _starts(length: int, tile: int, overlap: int, align: int) -> list[int]:
+def _spans(length: int, tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
+    """(start, size) along one axis; starts aligned, and the last span always reaches the edge."""
     if length <= tile + overlap // 2:
-        return [0]
+        return [(0, length)]
     stride = max(align, (tile - overlap) // align * align)
     starts = list(range(0, max(1, length - tile), stride))
     last = (length - tile) // align * align
     if starts[-1] != last:
         starts.append(last)
-    return starts
+    return [(start, tile) for start in starts[:-1]] + [(starts[-1], length - starts[-1])]
 
 
 def tiles(
     height: int, width: int, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP, align: int = 16
 ) -> list[Tile]:
-    """Overlapping tiles covering the image; offsets aligned so JPEG blocks and latents line up."""
+    """Overlapping tiles covering every pixel; offsets aligned so JPEG blocks and latents line up."""
     tile = max(align * 4, tile // align * align)
-    out = []
-    for top in _starts(height, tile, overlap, align):
-        for left in _starts(width, tile, overlap, align):
-            out.append(
-                Tile(
-                    top,
-                    left,
-                    min(tile, height - top) if height > tile + overlap // 2 else height,
-                    min(tile, width - left) if width > tile + overlap // 2 else width,
-                )
-            )
-    return out
+    return [
+        Tile(top, left, h, w)
+        for top, h in _spans(height, tile, overlap, align)
+        for left, w in _spans(width, tile, overlap, align)
+    ]
 
 
 def tile_weight(t: Tile, height: int, width: int, overlap: int, device: torch.device) -> torch.Tensor:
