@@ -1,8 +1,8 @@
 """The reference every speed figure is compared with: a plain signed-gradient PGD loop.
 
 Written plainly on purpose (no tiling, no EOT, no schedule, no early stop): 100 steps of 1/255 on the
-whole image at once, inside the same per-pixel L-infinity budget fixative uses (the texture-aware bound
-of the ``default`` intensity, 8/255 at most), pulling the same encoder's features toward the same target.
+whole image at once, inside the same per-pixel L-infinity budget fixative gets in the race (the
+texture-aware mask, 8/255 at most), pulling the same encoder's features toward the same target.
 """
 
 from __future__ import annotations

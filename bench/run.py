@@ -260,7 +260,7 @@ def markdown(result: dict) -> str:
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']}, "
         f"{m['threads']} threads; load average {m['load_start']} at start, {m['load_end']} at end.",
-        f"Budget: default intensity (texture-aware L-inf, 8/255 at most), same per-pixel limit for all; "
+        f"Budget: texture-aware L-inf, 8/255 at most (default mask), same per-pixel limit for all; "
         f"method {result['config']['method']}; reference = {result['config']['ref_steps']} signed-gradient "
         "steps of 1/255, whole image, no EOT.",
         "",

@@ -104,15 +104,19 @@ def _summary(reports: list[dict], method: str, intensity: str) -> str:
     psnr = [r["perceptual"]["psnr_db"] for r in reports]
     low, high = min(strengths), max(strengths)
     span = f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
-    return (f"protected {len(reports)} image(s) with {method} ({intensity}): strength {span}, "
-            f"L-inf {reports[0]['budget']['epsilon_255']:g}/255, PSNR >= {min(psnr):.1f} dB")
+    return (
+        f"protected {len(reports)} image(s) with {method} ({intensity}): strength {span}, "
+        f"L-inf {reports[0]['budget']['epsilon_255']:g}/255, PSNR >= {min(psnr):.1f} dB"
+    )
 
 
 class ProtectImage:
     """Protect images against style mimicry / concept poisoning / edits, right before Save Image."""
 
-    DESCRIPTION = ("Adds an invisible perturbation that moves what a diffusion model's encoder sees toward a "
-                   "target. Connect your model's VAE to protect in its own latent space.")
+    DESCRIPTION = (
+        "Adds an invisible perturbation that moves what a diffusion model's encoder sees toward a "
+        "target. Connect your model's VAE to protect in its own latent space."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
@@ -120,8 +124,14 @@ class ProtectImage:
         return {
             "required": {
                 "image": ("IMAGE",),
-                "method": (METHODS, {"default": "style", "tooltip": "style: cloak the style; concept: poison "
-                                     "the concept (needs a target anchor image); edit: shield from edits"}),
+                "method": (
+                    METHODS,
+                    {
+                        "default": "style",
+                        "tooltip": "style: cloak the style; concept: poison "
+                        "the concept (needs a target anchor image); edit: shield from edits",
+                    },
+                ),
                 "intensity": (intensities, {"default": "default", "tooltip": "how much a pixel may change"}),
                 "quality": (qualities, {"default": "default", "tooltip": "how hard the optimiser works"}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX}),
@@ -141,8 +151,20 @@ class ProtectImage:
     FUNCTION = "protect"
     CATEGORY = CATEGORY
 
-    def protect(self, image, method, intensity, quality, seed, vae=None, encoder=None, target=None, mask=None,
-                concept="", steps=0):
+    def protect(
+        self,
+        image,
+        method,
+        intensity,
+        quality,
+        seed,
+        vae=None,
+        encoder=None,
+        target=None,
+        mask=None,
+        concept="",
+        steps=0,
+    ):
         import fixative
         from fixative.errors import Cancelled
         from fixative.presets import quality as quality_preset
@@ -167,11 +189,21 @@ class ProtectImage:
 
                 try:
                     result = fixative.protect(
-                        rgb, method, intensity=intensity, quality=quality, models=encoders,
+                        rgb,
+                        method,
+                        intensity=intensity,
+                        quality=quality,
+                        models=encoders,
                         target=None if target is None else _rgb(target.detach().cpu().clone(), b),
-                        concept=concept.strip() or None, mask=_mask_for(mask, b, height, width),
-                        steps=int(steps) or None, device=device, dtype=dtype, seed=int(seed),
-                        progress=on_step, cancel=host.interrupted)
+                        concept=concept.strip() or None,
+                        mask=_mask_for(mask, b, height, width),
+                        steps=int(steps) or None,
+                        device=device,
+                        dtype=dtype,
+                        seed=int(seed),
+                        progress=on_step,
+                        cancel=host.interrupted,
+                    )
                 except Cancelled:
                     host.model_management().throw_exception_if_processing_interrupted()
                     raise host.interrupt_error() from None
@@ -184,8 +216,9 @@ class ProtectImage:
                 reports.append(report)
                 bar.update_absolute((b + 1) * per_image)
             del encoders
-        text = json.dumps({"summary": _summary(reports, method, intensity), "images": reports}, indent=2,
-                          default=str)
+        text = json.dumps(
+            {"summary": _summary(reports, method, intensity), "images": reports}, indent=2, default=str
+        )
         return (out, text)
 
 
@@ -278,16 +311,28 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
         p = features.encode(encoder, protected[None].to(dev))
         n = features.encode(encoder, noisy[None].to(dev))
         moved, baseline = features.distance(p, o), features.distance(n, o)
-        per_encoder.append({"name": encoder.name, "family": encoder.family, "feature_shift": round(moved, 6),
-                            "noise_shift": round(baseline, 6),
-                            "vs_noise": round(moved / baseline, 3) if baseline > 0 else None})
+        per_encoder.append(
+            {
+                "name": encoder.name,
+                "family": encoder.family,
+                "feature_shift": round(moved, 6),
+                "noise_shift": round(baseline, 6),
+                "vs_noise": round(moved / baseline, 3) if baseline > 0 else None,
+            }
+        )
     ratios = [e["vs_noise"] for e in per_encoder if e["vs_noise"] is not None]
     weakest = min(ratios) if ratios else 0.0
     verdict = "protected" if weakest >= 3 else "weakly protected" if weakest >= 1.5 else "not protected"
-    return {"perceptual": perceptual(original, protected), "encoders": per_encoder, "verdict": verdict,
-            "notes": ["vs_noise: feature shift divided by that of random noise of the same L-inf; "
-                      "protected >= 3, weakly protected >= 1.5 (strength toward the target is in the "
-                      "Protect Image report)"]}
+    return {
+        "perceptual": perceptual(original, protected),
+        "encoders": per_encoder,
+        "verdict": verdict,
+        "notes": [
+            "vs_noise: feature shift divided by that of random noise of the same L-inf; "
+            "protected >= 3, weakly protected >= 1.5 (strength toward the target is in the "
+            "Protect Image report)"
+        ],
+    }
 
 
 def _latent_picture(latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -308,10 +353,21 @@ class CheckProtection:
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802
-        return {"required": {"image": ("IMAGE",)},
-                "optional": {"original": ("IMAGE",), "vae": ("VAE",), "encoder": (ENCODER_TYPE,),
-                             "thorough": ("BOOLEAN", {"default": False, "tooltip": "all purifications and "
-                                                      "transfer tests (slow), not the quick subset"})}}
+        return {
+            "required": {"image": ("IMAGE",)},
+            "optional": {
+                "original": ("IMAGE",),
+                "vae": ("VAE",),
+                "encoder": (ENCODER_TYPE,),
+                "thorough": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "tooltip": "all purifications and transfer tests (slow), not the quick subset",
+                    },
+                ),
+            },
+        }
 
     RETURN_TYPES = ("STRING", "IMAGE")
     RETURN_NAMES = ("report", "model_sees")
@@ -341,8 +397,9 @@ class CheckProtection:
                 report = direct
                 if engine is not None:
                     try:
-                        report = _as_dict(engine(protected, **_engine_args(engine, before, encoders, device,
-                                                                           thorough)))
+                        report = _as_dict(
+                            engine(protected, **_engine_args(engine, before, encoders, device, thorough))
+                        )
                         report["measured_by"] = "fixative.check"
                         report["noise_comparison"] = direct
                     except (TypeError, AttributeError, FixativeError) as exc:  # e.g. nothing it can measure
@@ -369,8 +426,10 @@ class CheckProtection:
 class ConceptPoisonCaption:
     """The caption a concept-poisoned image is published with: what it shows, not what it poisons toward."""
 
-    DESCRIPTION = ("Caption for dataset pipelines: concept poison keeps the image's own caption while its "
-                   "features point at another concept, so training on the pair teaches the wrong link.")
+    DESCRIPTION = (
+        "Caption for dataset pipelines: concept poison keeps the image's own caption while its "
+        "features point at another concept, so training on the pair teaches the wrong link."
+    )
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802

@@ -12,10 +12,11 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
+
 from fixative.models import Encoder
 from fixative.models.autoencoder_kl import LATENT_SCALING
 from fixative.models.taesd import describe_tiny
-from torch import nn
 
 # The VAE object does not say which diffusion model it serves; the latent channel count does, nearly
 # (4: SD1.x/SD2.x/SDXL, 16: SD3/FLUX.1). The scaling only sets the latents' units: strength is a ratio
@@ -50,8 +51,14 @@ def trainable(encoder: Encoder) -> Encoder:
 class MomentsMean(nn.Module):
     """AutoencoderKL encode path, deterministic: the Gaussian mean, then the latent format's scaling."""
 
-    def __init__(self, encoder: nn.Module, quant_conv: nn.Module | None, latent_channels: int,
-                 scaling: float, shift: float) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        quant_conv: nn.Module | None,
+        latent_channels: int,
+        scaling: float,
+        shift: float,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.quant_conv = quant_conv
@@ -96,8 +103,9 @@ class GenericEncode(nn.Module):
         return out
 
 
-def encoder_from_vae(vae, device: torch.device, dtype: torch.dtype, with_decoder: bool = True,
-                     name: str = "ComfyUI VAE") -> Encoder:
+def encoder_from_vae(
+    vae, device: torch.device, dtype: torch.dtype, with_decoder: bool = True, name: str = "ComfyUI VAE"
+) -> Encoder:
     """Wrap the encoder of ComfyUI's ``vae`` (TAESD or AutoencoderKL kind) as a Fixative ``Encoder``."""
     stage = getattr(vae, "first_stage_model", None)
     if stage is None:
@@ -130,5 +138,12 @@ def encoder_from_vae(vae, device: torch.device, dtype: torch.dtype, with_decoder
         return Encoder(name, family, channels, downscale, encode, decode, source="comfyui:vae")
     twin = private_copy(stage, device, dtype)
     process = getattr(vae, "process_input", lambda image: image * 2.0 - 1.0)
-    return Encoder(name, f"comfyui-{type(stage).__name__}", channels, downscale, GenericEncode(twin, process),
-                   None, source="comfyui:vae")
+    return Encoder(
+        name,
+        f"comfyui-{type(stage).__name__}",
+        channels,
+        downscale,
+        GenericEncode(twin, process),
+        None,
+        source="comfyui:vae",
+    )

@@ -11,8 +11,21 @@ from bench import run as bench_run
 
 @pytest.mark.usefixtures("taef2_path")
 def test_smoke_writes_table_and_json(tmp_path):
-    argv = ["--smoke", "--sizes", "32,64", "--race-sizes", "32", "--ref-steps", "3", "--encoders", "taef2",
-            "--qualities", "fast,default", "--out", str(tmp_path)]
+    argv = [
+        "--smoke",
+        "--sizes",
+        "32,64",
+        "--race-sizes",
+        "32",
+        "--ref-steps",
+        "3",
+        "--encoders",
+        "taef2",
+        "--qualities",
+        "fast,default",
+        "--out",
+        str(tmp_path),
+    ]
     assert bench_run.main(argv) == 0
     result = json.loads((tmp_path / "latest.json").read_text())
     table = (tmp_path / "latest.md").read_text()

@@ -19,8 +19,10 @@ from fixative.cli import main
 from fixative.load import load_image
 from fixative.save import save_image
 
-CHEAP = [purify.Purification("jpeg 95", lambda x: purify.jpeg(x, 95)),
-         purify.Purification("jpeg 50", lambda x: purify.jpeg(x, 50))]
+CHEAP = [
+    purify.Purification("jpeg 95", lambda x: purify.jpeg(x, 95)),
+    purify.Purification("jpeg 50", lambda x: purify.jpeg(x, 50)),
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,14 @@ def protected_files(tmp_path_factory, small_artwork, taef2_path):
     noisy_pil = Image.fromarray((noisy_rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), "RGB")
     noisy = save_image(noisy_pil, art, folder / "wave.noise.png", result.metadata)
     plain_with_meta = save_image(image, art, folder / "wave.samemeta.png", result.metadata)
-    return {"original": original, "protected": protected, "noisy": noisy, "plain": plain_with_meta,
-            "folder": folder, "report": result.report}
+    return {
+        "original": original,
+        "protected": protected,
+        "noisy": noisy,
+        "plain": plain_with_meta,
+        "folder": folder,
+        "report": result.report,
+    }
 
 
 def test_protected_scores_clearly_higher_than_original_and_noise(protected_files):
@@ -65,8 +73,12 @@ def test_protected_scores_clearly_higher_than_original_and_noise(protected_files
 
 
 def test_jpeg50_leaves_less_strength_than_jpeg95(protected_files):
-    result = fixative.check(protected_files["protected"], original=protected_files["original"],
-                            purifications=CHEAP, transfer=False)
+    result = fixative.check(
+        protected_files["protected"],
+        original=protected_files["original"],
+        purifications=CHEAP,
+        transfer=False,
+    )
     by_name = {r["purification"]: r["strength"] for r in result["robustness"]}
     assert by_name["jpeg 50"] < by_name["jpeg 95"]
     assert by_name["jpeg 95"] <= result["strength"] + 0.05
@@ -104,12 +116,14 @@ class _Collector(HTMLParser):
 
 
 def test_html_report_is_valid_and_self_contained(protected_files, tmp_path):
-    one_step = purify.Purification("impress", lambda x, e: purify.impress(x, e, steps=1), needs="decoder",
-                                   baseline="original")
+    one_step = purify.Purification(
+        "impress", lambda x, e: purify.impress(x, e, steps=1), needs="decoder", baseline="original"
+    )
     items = CHEAP + [one_step]
     out = tmp_path / "report.html"
-    result = fixative.check(protected_files["protected"], original=protected_files["original"],
-                            purifications=items, html_path=out)
+    result = fixative.check(
+        protected_files["protected"], original=protected_files["original"], purifications=items, html_path=out
+    )
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     parser = _Collector()
@@ -131,21 +145,53 @@ def test_html_report_is_valid_and_self_contained(protected_files, tmp_path):
     assert isinstance(result["transfer"][0]["strength"], float)
 
 
-SCHEMA_KEYS = {"schema", "fixative", "file", "original", "size", "verdict", "verdict_reason", "exact", "fast",
-               "strength", "thresholds", "encoders", "perceptual", "robustness", "transfer", "target",
-               "metadata", "model_sees", "notes", "seconds"}
+SCHEMA_KEYS = {
+    "schema",
+    "fixative",
+    "file",
+    "original",
+    "size",
+    "verdict",
+    "verdict_reason",
+    "exact",
+    "fast",
+    "strength",
+    "thresholds",
+    "encoders",
+    "perceptual",
+    "robustness",
+    "transfer",
+    "target",
+    "metadata",
+    "model_sees",
+    "notes",
+    "seconds",
+}
 
 
 def test_json_schema_is_stable(protected_files, tmp_path):
     out = tmp_path / "r.json"
-    fixative.check(protected_files["protected"], original=protected_files["original"], purifications=CHEAP,
-                   transfer=False, json_path=out)
+    fixative.check(
+        protected_files["protected"],
+        original=protected_files["original"],
+        purifications=CHEAP,
+        transfer=False,
+        json_path=out,
+    )
     data = json.loads(out.read_text())
     assert set(data) == SCHEMA_KEYS
     assert data["schema"] == 1
     assert set(data["thresholds"]) == {"protected", "survives", "estimate_margin"}
-    assert set(data["encoders"][0]) == {"name", "family", "source", "used_to_protect", "strength",
-                                        "distance_before", "distance_after", "feature_shift"}
+    assert set(data["encoders"][0]) == {
+        "name",
+        "family",
+        "source",
+        "used_to_protect",
+        "strength",
+        "distance_before",
+        "distance_after",
+        "feature_shift",
+    }
     assert set(data["robustness"][0]) == {"purification", "strength", "per_encoder", "survives"}
     assert set(data["perceptual"]) == {"linf_255", "psnr_db", "ssim", "lpips"}
     assert set(data["target"]) == {"recorded", "rebuilt", "hash_match"}
@@ -177,8 +223,12 @@ def test_purifications_are_plain_functions_keeping_shape():
     torch.manual_seed(0)
     single = torch.rand(3, 40, 56)
     batch = single[None].repeat(2, 1, 1, 1)
-    for fn in (lambda x: purify.jpeg(x, 50), lambda x: purify.downscale_upscale(x, 0.25),
-               lambda x: purify.gaussian_blur(x, 1.0), lambda x: purify.noise_then_bicubic(x)):
+    for fn in (
+        lambda x: purify.jpeg(x, 50),
+        lambda x: purify.downscale_upscale(x, 0.25),
+        lambda x: purify.gaussian_blur(x, 1.0),
+        lambda x: purify.noise_then_bicubic(x),
+    ):
         assert fn(single).shape == single.shape
         out = fn(batch)
         assert out.shape == batch.shape and 0 <= float(out.min()) and float(out.max()) <= 1
@@ -189,7 +239,7 @@ def test_purifications_are_plain_functions_keeping_shape():
 
 def test_impress_reduces_reconstruction_inconsistency(taef2):
     torch.manual_seed(0)
-    image = (torch.rand(3, 48, 48) * 0.2 + 0.4)
+    image = torch.rand(3, 48, 48) * 0.2 + 0.4
     noisy = (image + (torch.rand_like(image) * 2 - 1) * 8 / 255).clamp(0, 1)
 
     def inconsistency(x):
@@ -224,13 +274,27 @@ def test_subpackage_stays_importable_next_to_the_function():
 def test_cli_reports_and_min_strength(protected_files, tmp_path, capsys):
     f = protected_files
     out_json = tmp_path / "c.json"
-    code = main(["check", str(f["protected"]), "--original", str(f["original"]), "--fast",
-                 "--json", str(out_json)])
+    code = main(
+        ["check", str(f["protected"]), "--original", str(f["original"]), "--fast", "--json", str(out_json)]
+    )
     text = capsys.readouterr().out
     assert code == 0 and "PROTECTED" in text and "jpeg 75" in text
     assert json.loads(out_json.read_text())["verdict"] == "protected"
-    assert main(["check", str(f["protected"]), "--original", str(f["original"]), "--fast", "-q",
-                 "--min-strength", "0.99"]) == 1
+    assert (
+        main(
+            [
+                "check",
+                str(f["protected"]),
+                "--original",
+                str(f["original"]),
+                "--fast",
+                "-q",
+                "--min-strength",
+                "0.99",
+            ]
+        )
+        == 1
+    )
     assert "below --min-strength" in capsys.readouterr().err
 
 
@@ -258,7 +322,8 @@ def test_table_is_readable(protected_files):
 
 
 def test_run_check_returns_pictures_for_the_report(protected_files):
-    result, visuals = run_check(protected_files["protected"], original=protected_files["original"],
-                                purifications=[], transfer=False)
+    result, visuals = run_check(
+        protected_files["protected"], original=protected_files["original"], purifications=[], transfer=False
+    )
     assert visuals.original is not None and visuals.protected.shape == visuals.original.shape
     assert visuals.model_sees_protected is not None and visuals.model_sees_protected.shape[0] == 3

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import ROOT, TAESD_DIR, tiny_kl_config
+from .conftest import DEFAULT_EPS_255, ROOT, TAESD_DIR, tiny_kl_config
 
 STUBS = Path(__file__).parent / "comfy_stubs"
 PACK = ROOT / "comfyui_nodes"
-EPS = 8 / 255
+EPS = DEFAULT_EPS_255 / 255
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +56,9 @@ def models_dir(comfy, tmp_path_factory):
 def pack(comfy):
     """Import the pack exactly as ComfyUI's ``load_custom_node`` does (module named after the folder)."""
     name = "comfyui-fixative"
-    spec = importlib.util.spec_from_file_location(name, PACK / "__init__.py",
-                                                  submodule_search_locations=[str(PACK)])
+    spec = importlib.util.spec_from_file_location(
+        name, PACK / "__init__.py", submodule_search_locations=[str(PACK)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -121,11 +122,17 @@ def protected(comfy, pack, taef2_vae, artworks, target):
     caches = comfy["mm"].soft_empty_cache_calls
     node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
     with torch.inference_mode():
-        out, report = getattr(node, node.FUNCTION)(artworks, "edit", "default", "fast", 7, vae=taef2_vae,
-                                                   target=target, steps=4)
+        out, report = getattr(node, node.FUNCTION)(
+            artworks, "edit", "default", "fast", 7, vae=taef2_vae, target=target, steps=4
+        )
     comfy["utils"].set_progress_bar_global_hook(None)
-    return {"out": out, "report": json.loads(report), "updates": updates, "before": before,
-            "caches": comfy["mm"].soft_empty_cache_calls - caches}
+    return {
+        "out": out,
+        "report": json.loads(report),
+        "updates": updates,
+        "before": before,
+        "caches": comfy["mm"].soft_empty_cache_calls - caches,
+    }
 
 
 def test_pack_loads_like_comfyui(pack, models_dir):
@@ -148,8 +155,12 @@ def test_example_workflow_matches_the_nodes(pack):
         assert src in ids and dst in ids and kind == "IMAGE"
     node = next(n for n in workflow["nodes"] if n["type"] == "FixativeProtectImage")
     spec = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"].INPUT_TYPES()
-    widgets = [k for part in ("required", "optional") for k, v in spec[part].items()
-               if isinstance(v[0], list) or v[0] in ("INT", "STRING", "FLOAT")]
+    widgets = [
+        k
+        for part in ("required", "optional")
+        for k, v in spec[part].items()
+        if isinstance(v[0], list) or v[0] in ("INT", "STRING", "FLOAT")
+    ]
     assert len(node["widgets_values"]) == len(widgets) + 1  # + the seed's "control after generate"
     assert node["widgets_values"][:3] == ["style", "default", "default"]
 
@@ -209,7 +220,8 @@ def test_interrupt_from_the_progress_hook_stops_the_node(comfy, pack, taef2_vae,
     try:
         with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
             pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-                artworks, "style", "default", "fast", 0, vae=taef2_vae, steps=6)
+                artworks, "style", "default", "fast", 0, vae=taef2_vae, steps=6
+            )
     finally:
         comfy["utils"].set_progress_bar_global_hook(None)
         mm.interrupt_current_processing(False)
@@ -223,7 +235,8 @@ def test_interrupt_flag_cancels_through_the_engine(comfy, pack, taef2_vae, artwo
     try:
         with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
             pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-                artworks[:1], "style", "default", "fast", 0, vae=taef2_vae, steps=4)
+                artworks[:1], "style", "default", "fast", 0, vae=taef2_vae, steps=4
+            )
         assert not mm.processing_interrupted()  # raised the ComfyUI way, which clears the flag
     finally:
         mm.interrupt_current_processing(False)
@@ -233,8 +246,9 @@ def test_concept_needs_an_anchor(pack, taef2_vae, artworks):
     from fixative.errors import FixativeError
 
     with torch.inference_mode(), pytest.raises(FixativeError, match="anchor image"):
-        pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(artworks, "concept", "default", "fast", 0,
-                                                                   vae=taef2_vae, concept="a dog", steps=1)
+        pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
+            artworks, "concept", "default", "fast", 0, vae=taef2_vae, concept="a dog", steps=1
+        )
 
 
 def test_autoencoder_kl_vae(comfy, pack, artworks, target):
@@ -248,7 +262,8 @@ def test_autoencoder_kl_vae(comfy, pack, artworks, target):
         vae = comfy["sd"].VAE(first_stage_model=comfy["sd"].AutoencoderKL(model), latent_channels=4)
         image = artworks[:1]
         out, report = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-            image, "edit", "default", "fast", 0, vae=vae, target=target, steps=2)
+            image, "edit", "default", "fast", 0, vae=vae, target=target, steps=2
+        )
     assert out.shape == image.shape and float((out - image).abs().max()) <= EPS + 1e-6
     first = json.loads(report)["images"][0]["encoders"][0]
     assert first["family"] == "comfyui-kl-4ch" and first["distance_after"] < first["distance_before"]
@@ -272,7 +287,7 @@ def test_load_encoder_chain_and_check(comfy, pack, models_dir, protected, artwor
     assert len(images) == 2
     for entry in images:
         direct = entry["noise_comparison"] if entry["measured_by"] == "fixative.check" else entry
-        assert direct["perceptual"]["linf_255"] <= 8 and direct["encoders"][0]["vs_noise"] > 1
+        assert direct["perceptual"]["linf_255"] <= DEFAULT_EPS_255 and direct["encoders"][0]["vs_noise"] > 1
     assert "original" in json.dumps(json.loads(bare))
 
 

@@ -32,6 +32,7 @@ PLUGIN_SCRIPT = PLUGIN_DIR / "fixative-protect.py"
 # Fakes for gi.repository
 # ---------------------------------------------------------------------------------------------
 
+
 class FakeGLibError(Exception):
     """Stands in for GLib.Error: an exception class with new_literal, like the real one."""
 
@@ -73,10 +74,12 @@ def make_fake_gi():
     gimp.PlugIn = type("PlugIn", (), {"error_quark": staticmethod(lambda: 7)})
     FakeLayer.new_from_drawable = MagicMock(name="new_from_drawable")
     gimp.Layer = FakeLayer
-    gimp.RunMode = types.SimpleNamespace(INTERACTIVE="interactive", NONINTERACTIVE="noninteractive",
-                                         WITH_LAST_VALS="last")
-    gimp.PDBStatusType = types.SimpleNamespace(SUCCESS="success", EXECUTION_ERROR="error", CANCEL="cancel",
-                                               CALLING_ERROR="calling")
+    gimp.RunMode = types.SimpleNamespace(
+        INTERACTIVE="interactive", NONINTERACTIVE="noninteractive", WITH_LAST_VALS="last"
+    )
+    gimp.PDBStatusType = types.SimpleNamespace(
+        SUCCESS="success", EXECUTION_ERROR="error", CANCEL="cancel", CALLING_ERROR="calling"
+    )
     gimp.ImageBaseType = types.SimpleNamespace(RGB="rgb", GRAY="gray", INDEXED="indexed")
     gimp.Precision = types.SimpleNamespace(U8_NON_LINEAR="u8", U16_LINEAR="u16")
 
@@ -106,8 +109,14 @@ def make_fake_gi():
     gi = types.ModuleType("gi")
     gi.require_version = lambda name, version: None
     repository = types.ModuleType("gi.repository")
-    modules = {"Gimp": gimp, "GimpUi": gimpui, "GLib": glib, "Gio": gio, "GObject": gobject,
-               "Gegl": MagicMock(name="Gegl")}
+    modules = {
+        "Gimp": gimp,
+        "GimpUi": gimpui,
+        "GLib": glib,
+        "Gio": gio,
+        "GObject": gobject,
+        "Gegl": MagicMock(name="Gegl"),
+    }
     for name, module in modules.items():
         setattr(repository, name, module)
     gi.repository = repository
@@ -130,22 +139,42 @@ def plugin(monkeypatch):
 class FakeClient:
     """Records what the plug-in submits and answers like EngineClient.protect."""
 
-    def __init__(self, answer: bytes | None = None, error: Exception | None = None,
-                 temp_dir: Path | None = None) -> None:
+    def __init__(
+        self, answer: bytes | None = None, error: Exception | None = None, temp_dir: Path | None = None
+    ) -> None:
         self.answer = answer if answer is not None else png_bytes(color=(1, 2, 3, 255))
         self.error = error
         self.temp_dir = temp_dir
         self.calls: list[dict] = []
 
-    def protect(self, image_bytes, options=None, filename="image.png", on_progress=None, should_cancel=None,
-                poll=0.5, target=None, mask=None):
-        self.calls.append({"bytes": image_bytes, "options": options, "filename": filename,
-                           "should_cancel": should_cancel, "mask": mask, "target": target})
+    def protect(
+        self,
+        image_bytes,
+        options=None,
+        filename="image.png",
+        on_progress=None,
+        should_cancel=None,
+        poll=0.5,
+        target=None,
+        mask=None,
+    ):
+        self.calls.append(
+            {
+                "bytes": image_bytes,
+                "options": options,
+                "filename": filename,
+                "should_cancel": should_cancel,
+                "mask": mask,
+                "target": target,
+            }
+        )
         if self.temp_dir is not None:  # GIMP may SIGKILL the plug-in now: no temporary files may exist
             assert list(self.temp_dir.iterdir()) == []
-        for status in ({"state": "queued", "progress": 0.0},
-                       {"state": "running", "progress": 0.5, "step": 2, "total": 4, "eta": 3},
-                       {"state": "done", "progress": 1.0, "step": 4, "total": 4}):
+        for status in (
+            {"state": "queued", "progress": 0.0},
+            {"state": "running", "progress": 0.5, "step": 2, "total": 4, "eta": 3},
+            {"state": "done", "progress": 1.0, "step": 4, "total": 4},
+        ):
             on_progress(status)
         if self.error:
             raise self.error
@@ -153,8 +182,15 @@ class FakeClient:
 
 
 def make_config(**overrides):
-    values = {"method": "style", "intensity": "default", "quality": "fast", "steps": 3, "models": "",
-              "seed": 0, "target": None}
+    values = {
+        "method": "style",
+        "intensity": "default",
+        "quality": "fast",
+        "steps": 3,
+        "models": "",
+        "seed": 0,
+        "target": None,
+    }
     values.update(overrides)
     config = MagicMock(name="config")
     config.get_property.side_effect = values.__getitem__
@@ -191,6 +227,7 @@ def last_status(procedure):
 # Pure logic
 # ---------------------------------------------------------------------------------------------
 
+
 def test_script_is_executable_and_named_after_its_folder():
     assert PLUGIN_SCRIPT.name == PLUGIN_DIR.name + ".py"
     assert os.access(PLUGIN_SCRIPT, os.X_OK)
@@ -200,25 +237,42 @@ def test_script_is_executable_and_named_after_its_folder():
 
 def test_build_options_carries_lease_and_only_real_overrides(plugin):
     options = plugin.build_options("concept", "high", "slow")
-    assert options == {"method": "concept", "intensity": "high", "quality": "slow", "format": "png",
-                       "seed": 0, "lease_seconds": plugin.LEASE_SECONDS}
+    assert options == {
+        "method": "concept",
+        "intensity": "high",
+        "quality": "slow",
+        "format": "png",
+        "seed": 0,
+        "lease_seconds": plugin.LEASE_SECONDS,
+    }
     assert 0 < plugin.LEASE_SECONDS <= 30
-    options = plugin.build_options("edit", "low", "fast", steps=4, models=" taef2 , /m/x.pth,",
-                                   output_format="jpeg", seed=3)
+    options = plugin.build_options(
+        "edit", "low", "fast", steps=4, models=" taef2 , /m/x.pth,", output_format="jpeg", seed=3
+    )
     assert options["steps"] == 4 and options["models"] == ["taef2", "/m/x.pth"]
     assert options["format"] == "jpeg" and options["seed"] == 3
 
 
-@pytest.mark.parametrize("bad", [("glaze", "default", "default"), ("style", "max", "default"),
-                                 ("style", "default", "instant")])
+@pytest.mark.parametrize(
+    "bad", [("glaze", "default", "default"), ("style", "max", "default"), ("style", "default", "instant")]
+)
 def test_build_options_rejects_unknown_values_in_one_line(plugin, bad):
     with pytest.raises(plugin.PluginError) as info:
         plugin.build_options(*bad)
     assert "\n" not in str(info.value) and "use one of" in str(info.value)
 
 
-@pytest.mark.parametrize("name, expected", [("a.png", "png"), ("A.JPG", "jpeg"), ("x.jpeg", "jpeg"),
-                                            ("noext", "png"), (None, "png"), ("photo.jpg.png", "png")])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("a.png", "png"),
+        ("A.JPG", "jpeg"),
+        ("x.jpeg", "jpeg"),
+        ("noext", "png"),
+        (None, "png"),
+        ("photo.jpg.png", "png"),
+    ],
+)
 def test_output_format_follows_the_file_name(plugin, name, expected):
     assert plugin.output_format_for(name) == expected
 
@@ -265,6 +319,7 @@ def test_cancel_watch_turns_sigterm_into_cancel_and_restores_handler(plugin):
 # Export procedure
 # ---------------------------------------------------------------------------------------------
 
+
 def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, tmp_path):
     scratch_dir = tmp_path / "tmp"
     scratch_dir.mkdir()
@@ -274,8 +329,16 @@ def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, 
     image, duplicate = make_image()
     target = tmp_path / "out.jpg"
     procedure = MagicMock(name="procedure")
-    plugin.run_export(procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, FakeGFile(str(target)), None,
-                      None, make_config(method="edit", intensity="high", steps=3), None)
+    plugin.run_export(
+        procedure,
+        plugin.Gimp.RunMode.NONINTERACTIVE,
+        image,
+        FakeGFile(str(target)),
+        None,
+        None,
+        make_config(method="edit", intensity="high", steps=3),
+        None,
+    )
     status, _error = last_status(procedure)
     assert status == "success"
     assert target.read_bytes() == client.answer
@@ -304,8 +367,16 @@ def test_export_failure_keeps_existing_file_and_reports_one_line(plugin, monkeyp
     target = tmp_path / "keep.png"
     target.write_bytes(b"previous export")
     procedure = MagicMock(name="procedure")
-    plugin.run_export(procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, FakeGFile(str(target)), None,
-                      None, make_config(), None)
+    plugin.run_export(
+        procedure,
+        plugin.Gimp.RunMode.NONINTERACTIVE,
+        image,
+        FakeGFile(str(target)),
+        None,
+        None,
+        make_config(),
+        None,
+    )
     status, error = last_status(procedure)
     assert status == "error"
     assert error.message == "Fixative: out of memory while encoding"
@@ -333,6 +404,7 @@ def test_export_dialog_cancel_writes_nothing(plugin, monkeypatch, tmp_path):
 # Filter procedure
 # ---------------------------------------------------------------------------------------------
 
+
 def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     client = FakeClient(temp_dir=tmp_path)
@@ -344,8 +416,14 @@ def test_filter_adds_one_layer_in_one_undo_group(plugin, monkeypatch, tmp_path):
     image.undo_group_end.side_effect = lambda: events.append("end")
     image.insert_layer.side_effect = lambda *a: events.append("insert")
     procedure = MagicMock(name="procedure")
-    plugin.run_filter(procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, [source],
-                      make_config(quality="slow", models="taef2"), None)
+    plugin.run_filter(
+        procedure,
+        plugin.Gimp.RunMode.NONINTERACTIVE,
+        image,
+        [source],
+        make_config(quality="slow", models="taef2"),
+        None,
+    )
     assert last_status(procedure)[0] == "success"
     assert events == ["start", "insert", "end"]
     assert list(tmp_path.iterdir()) == []
@@ -419,8 +497,9 @@ def test_filter_failure_leaves_image_untouched(plugin, monkeypatch):
     monkeypatch.setattr(fixative_client, "ensure_engine", lambda timeout: client)
     image, _duplicate = make_image()
     procedure = MagicMock(name="procedure")
-    plugin.run_filter(procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, [make_source_layer()],
-                      make_config(), None)
+    plugin.run_filter(
+        procedure, plugin.Gimp.RunMode.NONINTERACTIVE, image, [make_source_layer()], make_config(), None
+    )
     status, error = last_status(procedure)
     assert status == "error" and "job cancelled" in error.message
     assert not image.undo_group_start.called and not image.insert_layer.called
@@ -442,6 +521,7 @@ def test_filter_needs_exactly_one_pixel_layer(plugin, monkeypatch, case):
 # ---------------------------------------------------------------------------------------------
 # Registration
 # ---------------------------------------------------------------------------------------------
+
 
 def test_registers_export_type_and_filter_with_same_arguments(plugin):
     gimp = plugin.Gimp
@@ -476,6 +556,7 @@ def test_registers_export_type_and_filter_with_same_arguments(plugin):
 # ---------------------------------------------------------------------------------------------
 # Installer
 # ---------------------------------------------------------------------------------------------
+
 
 def test_install_places_plugin_client_and_engine_command(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
@@ -515,12 +596,15 @@ def test_install_without_sources_says_so(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("platform, env, expected", [
-    ("linux", {}, "HOME/.config/GIMP/3.0/plug-ins"),
-    ("linux", {"XDG_CONFIG_HOME": "/x"}, "/x/GIMP/3.0/plug-ins"),
-    ("win32", {"APPDATA": "/appdata"}, "/appdata/GIMP/3.0/plug-ins"),
-    ("darwin", {}, "HOME/Library/Application Support/GIMP/3.0/plug-ins"),
-])
+@pytest.mark.parametrize(
+    "platform, env, expected",
+    [
+        ("linux", {}, "HOME/.config/GIMP/3.0/plug-ins"),
+        ("linux", {"XDG_CONFIG_HOME": "/x"}, "/x/GIMP/3.0/plug-ins"),
+        ("win32", {"APPDATA": "/appdata"}, "/appdata/GIMP/3.0/plug-ins"),
+        ("darwin", {}, "HOME/Library/Application Support/GIMP/3.0/plug-ins"),
+    ],
+)
 def test_default_plugins_dir_per_os(platform, env, expected):
     found = install_gimp.gimp_plugins_dir(platform, env, home=Path("HOME"))
     assert found.as_posix() == expected

@@ -65,17 +65,24 @@ def chroot() -> Path:
         pytest.skip("no chroot command on this machine")
     if not (CHROOT / ".fixative-gimp-ready").exists():
         if os.environ.get("FIXATIVE_GIMP_CHROOT_BUILD") == "0":
-            pytest.skip(f"no GIMP 3 chroot at {CHROOT} and FIXATIVE_GIMP_CHROOT_BUILD=0 "
-                        "(build it with tests/gimp_chroot.sh)")
+            pytest.skip(
+                f"no GIMP 3 chroot at {CHROOT} and FIXATIVE_GIMP_CHROOT_BUILD=0 "
+                "(build it with tests/gimp_chroot.sh)"
+            )
         try:
-            built = subprocess.run([str(ROOT / "tests" / "gimp_chroot.sh"), str(CHROOT)], capture_output=True,
-                                   text=True, timeout=BUILD_TIMEOUT)
+            built = subprocess.run(
+                [str(ROOT / "tests" / "gimp_chroot.sh"), str(CHROOT)],
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT,
+            )
         except subprocess.TimeoutExpired:
             pytest.skip(f"building the GIMP 3 chroot took more than {BUILD_TIMEOUT:.0f} s")
         if built.returncode != 0:
             tail = " | ".join((built.stderr or built.stdout).strip().splitlines()[-3:])
-            pytest.skip(f"cannot build the GIMP 3 chroot (tests/gimp_chroot.sh exit {built.returncode}): "
-                        f"{tail}")
+            pytest.skip(
+                f"cannot build the GIMP 3 chroot (tests/gimp_chroot.sh exit {built.returncode}): {tail}"
+            )
     return CHROOT
 
 
@@ -83,8 +90,10 @@ def chroot() -> Path:
 def mounted(chroot):
     """/proc and /dev inside the chroot for the duration of the tests (GIMP and GLib expect both)."""
     mounted_points: list[Path] = []
-    for source, target, args in (("proc", chroot / "proc", ["-t", "proc"]),
-                                 ("/dev", chroot / "dev", ["--bind"])):
+    for source, target, args in (
+        ("proc", chroot / "proc", ["-t", "proc"]),
+        ("/dev", chroot / "dev", ["--bind"]),
+    ):
         if os.path.ismount(target):
             continue
         done = subprocess.run(["mount", *args, source, str(target)], capture_output=True, text=True)
@@ -121,12 +130,21 @@ def engine(workdir, taef2_path):
     host, inside = workdir
     config = host / "host-config"
     config.mkdir()
-    env = dict(os.environ, FIXATIVE_CONFIG_DIR=str(config), FIXATIVE_MODELS=str(taef2_path.parents[1]),
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
+    env = dict(
+        os.environ,
+        FIXATIVE_CONFIG_DIR=str(config),
+        FIXATIVE_MODELS=str(taef2_path.parents[1]),
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="2",
+    )
     log = open(host / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "fixative", "serve", "--ready-line", "--port", "0",
-                                "--model", "taef2"],
-                               stdout=subprocess.PIPE, stderr=log, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fixative", "serve", "--ready-line", "--port", "0", "--model", "taef2"],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     url = None
     try:
@@ -135,13 +153,15 @@ def engine(workdir, taef2_path):
             if not line:
                 break
             if line.startswith(fixative_client.READY_PREFIX):
-                url = json.loads(line[len(fixative_client.READY_PREFIX):])["url"]
+                url = json.loads(line[len(fixative_client.READY_PREFIX) :])["url"]
                 break
         if url is None:
             _kill_group(process)
             log.close()
-            pytest.fail("fixative serve did not print its ready line: "
-                        + (host / "server.log").read_text(errors="replace")[-600:])
+            pytest.fail(
+                "fixative serve did not print its ready line: "
+                + (host / "server.log").read_text(errors="replace")[-600:]
+            )
         plugin_config = host / "config"
         plugin_config.mkdir()
         for name in (fixative_client.TOKEN_FILE, fixative_client.SERVER_FILE):
@@ -167,7 +187,7 @@ def installed(mounted, engine):
     return script
 
 
-BATCH_PRELUDE = '''
+BATCH_PRELUDE = """
 import json, traceback
 import gi
 gi.require_version("Gimp", "3.0")
@@ -210,24 +230,47 @@ with open(W + "/{report_name}", "w") as handle:
     json.dump(report, handle)
 if "error" in report:
     raise RuntimeError(report["error"])
-'''
+"""
 
 
 def write_batch(host: Path, inside: str, body: str, report_name: str, steps: int) -> str:
-    code = BATCH_PRELUDE.format(inside=inside, steps=steps, report_name=report_name,
-                                body=textwrap.indent(textwrap.dedent(body), "    "))
+    code = BATCH_PRELUDE.format(
+        inside=inside,
+        steps=steps,
+        report_name=report_name,
+        body=textwrap.indent(textwrap.dedent(body), "    "),
+    )
     script = host / f"{report_name}.py"
     script.write_text(code)
     return f"{inside}/{report_name}.py"
 
 
 def gimp_command(chroot: Path, batch_inside: str, config_inside: str, extra_env: tuple = ()) -> list[str]:
-    env = ["HOME=/root", "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
-           f"FIXATIVE_CONFIG_DIR={config_inside}", "NO_AT_BRIDGE=1", "GIO_USE_VFS=local",
-           "XDG_RUNTIME_DIR=/tmp", *extra_env]
-    return ["chroot", str(chroot), "/usr/bin/env", "-i", *env, "gimp-console-3.0", "-i", "--no-data",
-            "--no-fonts", "--batch-interpreter=python-fu-eval", "-b", f"exec(open({batch_inside!r}).read())",
-            "--quit"]
+    env = [
+        "HOME=/root",
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        "LANG=C.UTF-8",
+        f"FIXATIVE_CONFIG_DIR={config_inside}",
+        "NO_AT_BRIDGE=1",
+        "GIO_USE_VFS=local",
+        "XDG_RUNTIME_DIR=/tmp",
+        *extra_env,
+    ]
+    return [
+        "chroot",
+        str(chroot),
+        "/usr/bin/env",
+        "-i",
+        *env,
+        "gimp-console-3.0",
+        "-i",
+        "--no-data",
+        "--no-fonts",
+        "--batch-interpreter=python-fu-eval",
+        "-b",
+        f"exec(open({batch_inside!r}).read())",
+        "--quit",
+    ]
 
 
 def run_gimp(chroot: Path, batch_inside: str, config_inside: str, timeout: float = BATCH_TIMEOUT):
@@ -236,8 +279,9 @@ def run_gimp(chroot: Path, batch_inside: str, config_inside: str, timeout: float
 
 def run_gimp_command(command: list[str], timeout: float = BATCH_TIMEOUT):
     """Run GIMP in its own process group so a timeout kills it and every plug-in it started."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -259,7 +303,7 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     anchor = Image.open(anchor_path).convert("RGB")
     anchor.thumbnail((128, 128))
     anchor.save(host / "anchor.png")
-    body = '''
+    body = """
     run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
         "file": Gio.File.new_for_path(W + "/out.png")}, **common)
     run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
@@ -287,7 +331,7 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     run("plug-in-fixative-protect", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": selected,
         "drawables": [selected.get_layers()[0]]}, **common)
     save_layer(selected.get_layers()[0], W + "/layer-selection.png")
-    '''
+    """
     batch = write_batch(host, inside, body, "report.json", steps=2)
     code, output = run_gimp(mounted, batch, engine["config_inside"])
     report_path = host / "report.json"
@@ -295,8 +339,13 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report = json.loads(report_path.read_text())
     assert "error" not in report, report["error"] + output[-1500:]
     assert code == 0, output[-2000:]
-    assert report["steps"] == ["file-fixative-export", "file-fixative-export", "plug-in-fixative-protect",
-                               "file-fixative-export", "plug-in-fixative-protect"]
+    assert report["steps"] == [
+        "file-fixative-export",
+        "file-fixative-export",
+        "plug-in-fixative-protect",
+        "file-fixative-export",
+        "plug-in-fixative-protect",
+    ]
 
     original = Image.open(host / "art.png").convert("RGB")
     exported = load_image(host / "out.png")
@@ -335,13 +384,13 @@ def test_missing_engine_is_explained_inside_gimp(mounted, workdir, artwork, inst
     host, inside = workdir
     empty = host / "empty-config"
     empty.mkdir()
-    body = '''
+    body = """
     try:
         run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
             "file": Gio.File.new_for_path(W + "/never.png")}, **common)
     except RuntimeError as exc:
         report["message"] = str(exc)
-    '''
+    """
     batch = write_batch(host, inside, body, "missing.json", steps=1)
     code, output = run_gimp(mounted, batch, f"{inside}/empty-config", timeout=240)
     report = json.loads((host / "missing.json").read_text())
@@ -355,15 +404,19 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
     """GIMP kills the plug-in on Cancel: the job's lease runs out and the engine stops it."""
     host, inside = workdir
     client = engine["client"]
-    body = '''
+    body = """
     run("plug-in-fixative-protect", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
         "drawables": [image.get_layers()[0]]}, **common)
-    '''
+    """
     batch = write_batch(host, inside, body, "killed.json", steps=10000)
     finished_before = client.health()["queue"]["finished"]
     scratch_before = set((mounted / "tmp").glob("fixative-gimp-*"))
-    process = subprocess.Popen(gimp_command(mounted, batch, engine["config_inside"]),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        gimp_command(mounted, batch, engine["config_inside"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while client.health()["queue"]["running"] == 0:
@@ -391,8 +444,11 @@ def test_every_gimp_api_the_plugin_uses_exists(mounted, installed):
     """The dialog path cannot run headless: at least every Gimp/GimpUi name it uses must exist in 3.0."""
     source = installed.read_text()
     names = sorted(set(re.findall(r"\b(Gimp(?:Ui)?\.[A-Za-z_][A-Za-z0-9_.]*[A-Za-z0-9_])", source)))
-    names += [f"GimpUi.{dialog}.{method}" for dialog in ("ProcedureDialog", "ExportProcedureDialog")
-              for method in ("fill", "run", "destroy")]
+    names += [
+        f"GimpUi.{dialog}.{method}"
+        for dialog in ("ProcedureDialog", "ExportProcedureDialog")
+        for method in ("fill", "run", "destroy")
+    ]
     assert "GimpUi.ExportProcedureDialog.new" in names and "Gimp.ExportProcedure.new" in names
     checker = f"""
 import gi, json
@@ -408,8 +464,22 @@ for name in {names!r}:
         missing.append(name)
 print(json.dumps(missing))
 """
-    done = subprocess.run(["chroot", str(mounted), "/usr/bin/env", "-i", "HOME=/root", "PATH=/usr/bin:/bin",
-                           "python3", "-c", checker], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            "chroot",
+            str(mounted),
+            "/usr/bin/env",
+            "-i",
+            "HOME=/root",
+            "PATH=/usr/bin:/bin",
+            "python3",
+            "-c",
+            checker,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-1500:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
@@ -420,8 +490,12 @@ def xdisplay():
     if shutil.which("Xvfb") is None:
         pytest.skip("no Xvfb on this machine: the GimpUi dialog check needs a virtual display")
     number = 40 + os.getpid() % 50
-    server = subprocess.Popen(["Xvfb", f":{number}", "-listen", "tcp", "-ac", "-screen", "0", "1024x768x24"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        ["Xvfb", f":{number}", "-listen", "tcp", "-ac", "-screen", "0", "1024x768x24"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     time.sleep(2)
     if server.poll() is not None:
         pytest.skip(f"Xvfb :{number} did not start")
@@ -458,18 +532,22 @@ def test_interactive_runs_show_the_dialogs(mounted, workdir, artwork, engine, in
     site = host / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(AUTO_OK_SITECUSTOMIZE)
-    body = '''
+    body = """
     run("file-fixative-export", **{"run-mode": Gimp.RunMode.INTERACTIVE, "image": image,
         "file": Gio.File.new_for_path(W + "/interactive.png")}, **common)
     run("plug-in-fixative-protect", **{"run-mode": Gimp.RunMode.INTERACTIVE, "image": image,
         "drawables": [image.get_layers()[0]]}, **common)
     report["layers_after"] = [layer.get_name() for layer in image.get_layers()]
-    '''
+    """
     batch = write_batch(host, inside, body, "interactive.json", steps=1)
-    extra = (f"DISPLAY={xdisplay}", f"PYTHONPATH={inside}/site",
-             f"FIXATIVE_TEST_DIALOG_LOG={inside}/dialogs.log")
-    code, output = run_gimp_command(gimp_command(mounted, batch, engine["config_inside"], extra_env=extra),
-                                    timeout=240)
+    extra = (
+        f"DISPLAY={xdisplay}",
+        f"PYTHONPATH={inside}/site",
+        f"FIXATIVE_TEST_DIALOG_LOG={inside}/dialogs.log",
+    )
+    code, output = run_gimp_command(
+        gimp_command(mounted, batch, engine["config_inside"], extra_env=extra), timeout=240
+    )
     report = json.loads((host / "interactive.json").read_text())
     assert "error" not in report, report.get("error", "") + output[-1500:]
     assert (host / "dialogs.log").read_text().split() == ["ExportProcedureDialog", "ProcedureDialog"]

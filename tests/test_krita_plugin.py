@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins" / "krita"), str(Path(__file__).resolve().parent / "krita_mock")]
 
 import krita  # noqa: E402  (the mock)
-from fixative.hosts import fixative_client  # noqa: E402
 from fixative_krita import engine, operations, pixels, pngio, settings  # noqa: E402
+
+from fixative.hosts import fixative_client  # noqa: E402
 
 
 # --- pixel conversion for every depth ---------------------------------------------------------------
@@ -39,8 +40,11 @@ def test_integer_rgba_is_bgra_in_memory(depth):
 
 @pytest.mark.parametrize("depth", ["F16", "F32"])
 def test_linear_float_is_rgba_and_gets_the_srgb_curve(depth):
-    data = _doc_bytes("RGBA", depth, [(1.0, 0.0, 0.0, 1.0), (0.5, 0.5, 0.5, 0.5),
-                                      (0.214, 0.0031, 0.0, 1.0), (1.0, 1.0, 1.0, 0.25)])
+    data = _doc_bytes(
+        "RGBA",
+        depth,
+        [(1.0, 0.0, 0.0, 1.0), (0.5, 0.5, 0.5, 0.5), (0.214, 0.0031, 0.0, 1.0), (1.0, 1.0, 1.0, 0.25)],
+    )
     converted = pixels.to_rgba8(data, 2, 2, "RGBA", depth, "sRGB-elle-V2-g10.icc")
     rgba = converted.rgba
     assert rgba[:4] == bytes([255, 0, 0, 255])
@@ -141,16 +145,29 @@ def test_metadata_chunks_are_found_and_carried():
 def test_settings_round_trip_through_krita_and_survive_bad_values(tmp_path):
     app = krita.Krita()
     assert settings.load(app) == settings.ProtectSettings()
-    chosen = settings.ProtectSettings(method="edit", intensity="high", quality="fast", output_format="webp",
-                                      output_dir=str(tmp_path), source="layer", steps=12)
+    chosen = settings.ProtectSettings(
+        method="edit",
+        intensity="high",
+        quality="fast",
+        output_format="webp",
+        output_dir=str(tmp_path),
+        source="layer",
+        steps=12,
+    )
     settings.save(app, chosen)
     assert settings.load(app) == chosen
     app.writeSetting(settings.GROUP, "method", "nonsense")
     app.writeSetting(settings.GROUP, "steps", "lots")
     loaded = settings.load(app)
     assert loaded.method == "style" and loaded.steps == 0 and loaded.intensity == "high"
-    assert chosen.engine_options("webp") == {"method": "edit", "intensity": "high", "quality": "fast",
-                                             "format": "webp", "seed": 0, "steps": 12}
+    assert chosen.engine_options("webp") == {
+        "method": "edit",
+        "intensity": "high",
+        "quality": "fast",
+        "format": "webp",
+        "seed": 0,
+        "steps": 12,
+    }
 
 
 def test_output_paths_never_clobber(tmp_path):
@@ -172,15 +189,31 @@ class FakeEngine:
         self.steps, self.fail, self.delay, self.shift = steps, fail, delay, shift
         self.calls: list[dict] = []
 
-    def protect(self, image_bytes, options=None, filename="image.png", on_progress=None, should_cancel=None,
-                poll=0.5, target=None, mask=None):
+    def protect(
+        self,
+        image_bytes,
+        options=None,
+        filename="image.png",
+        on_progress=None,
+        should_cancel=None,
+        poll=0.5,
+        target=None,
+        mask=None,
+    ):
         self.calls.append({"image": image_bytes, "options": options, "filename": filename, "mask": mask})
         for step in range(1, self.steps + 1):
             if should_cancel and should_cancel():
                 raise fixative_client.EngineCancelled("cancelled")
             if on_progress:
-                on_progress({"state": "running", "progress": step / self.steps, "step": step,
-                             "total": self.steps, "eta": (self.steps - step) * 0.5})
+                on_progress(
+                    {
+                        "state": "running",
+                        "progress": step / self.steps,
+                        "step": step,
+                        "total": self.steps,
+                        "eta": (self.steps - step) * 0.5,
+                    }
+                )
             time.sleep(self.delay)
         if self.fail:
             raise fixative_client.EngineError(self.fail, status=422)
@@ -192,8 +225,12 @@ class FakeEngine:
         info.add_itxt("fixative", json.dumps({"method": options["method"]}))
         buffer = io.BytesIO()
         Image.frombytes("RGBA", (width, height), bytes(shifted)).save(buffer, "PNG", pnginfo=info)
-        return buffer.getvalue(), {"strength": 0.5, "perceptual": {"psnr_db": 40.0, "linf_255": 4},
-                                   "seconds": 0.1, "notes": ["engine note"]}
+        return buffer.getvalue(), {
+            "strength": 0.5,
+            "perceptual": {"psnr_db": 40.0, "linf_255": 4},
+            "seconds": 0.1,
+            "notes": ["engine note"],
+        }
 
 
 def _wait(job_or_controller, timeout=10.0):
@@ -211,8 +248,9 @@ def _wait(job_or_controller, timeout=10.0):
 
 def test_job_reports_progress_and_result_off_the_calling_thread():
     fake = FakeEngine(steps=4, delay=0.05)
-    job = engine.ProtectJob(pngio.encode(bytes(4 * 4), 2, 2), {"method": "style"},
-                            client_factory=lambda: fake)
+    job = engine.ProtectJob(
+        pngio.encode(bytes(4 * 4), 2, 2), {"method": "style"}, client_factory=lambda: fake
+    )
     assert job.snapshot()["state"] == "starting"
     job.start()
     seen = set()
@@ -248,17 +286,21 @@ def test_missing_engine_says_what_to_do(tmp_path, monkeypatch):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "engine.json").write_text(json.dumps({"command": ["fixative", "serve"]}))
     assert checker.check_now()[0] == "stopped"
-    running = engine.EngineStatus(discover=lambda: type("C", (), {"health": lambda self: {"version": "9"}})(),
-                                  engine_recorded=lambda: True)
+    running = engine.EngineStatus(
+        discover=lambda: type("C", (), {"health": lambda self: {"version": "9"}})(),
+        engine_recorded=lambda: True,
+    )
     assert running.check_now() == ("running", "Engine running (9).")
     assert engine.format_eta(75) == "1 min 15 s" and engine.format_eta(3) == "3 s"
 
 
 # --- the two actions, end to end against mock documents ----------------------------------------------
-def _checker_document(model="RGBA", depth="U8", profile="sRGB-elle-V2-srgbtrc.icc", path="", selection=None,
-                      width=8, height=6):
-    logical = [((x * 30 % 256) / 255, (y * 40 % 256) / 255, 0.5, 1.0)
-               for y in range(height) for x in range(width)]
+def _checker_document(
+    model="RGBA", depth="U8", profile="sRGB-elle-V2-srgbtrc.icc", path="", selection=None, width=8, height=6
+):
+    logical = [
+        ((x * 30 % 256) / 255, (y * 40 % 256) / 255, 0.5, 1.0) for y in range(height) for x in range(width)
+    ]
     if model == "GRAYA":
         logical = [(r, a) for r, _, _, a in logical]
     data = _doc_bytes(model, depth, logical)
@@ -304,9 +346,15 @@ def test_export_with_selection_sends_the_selection_as_the_engines_mask(tmp_path)
     assert any("only the selection" in note for note in finished.notes)
 
 
-@pytest.mark.parametrize("depth,profile", [("U8", "sRGB-elle-V2-srgbtrc.icc"),
-                                           ("U16", "sRGB-elle-V2-srgbtrc.icc"),
-                                           ("F16", "sRGB-elle-V2-g10.icc"), ("F32", "sRGB-elle-V2-g10.icc")])
+@pytest.mark.parametrize(
+    "depth,profile",
+    [
+        ("U8", "sRGB-elle-V2-srgbtrc.icc"),
+        ("U16", "sRGB-elle-V2-srgbtrc.icc"),
+        ("F16", "sRGB-elle-V2-g10.icc"),
+        ("F32", "sRGB-elle-V2-g10.icc"),
+    ],
+)
 def test_protect_into_new_layer_adds_an_exact_8bit_layer_above(depth, profile):
     selection = krita.Selection(1, 1, [bytes([255, 0, 255])] * 3)
     document = _checker_document(depth=depth, profile=profile, selection=selection)
@@ -323,8 +371,10 @@ def test_protect_into_new_layer_adds_an_exact_8bit_layer_above(depth, profile):
     assert (layer.colorModel(), layer.colorDepth()) == ("RGBA", "U8")
     original = pixels.to_rgba8(document.pixelData(0, 0, 8, 6), 8, 6, "RGBA", depth, profile).rgba
     written = layer.pixelData(0, 0, 8, 6)  # BGRA
+
     def red(data, x, y, offset):
         return data[(y * 8 + x) * 4 + offset]
+
     assert red(written, 1, 1, 2) == min(255, red(original, 1, 1, 0) + 6)  # selected: shifted red
     assert red(written, 2, 1, 2) == red(original, 2, 1, 0)  # mask 0 inside the bounds: untouched
     assert written[(0 * 8 + 0) * 4 + 3] == 0  # outside the bounds the layer is transparent
@@ -387,8 +437,9 @@ def test_resource_and_kritarc_paths_per_os(tmp_path):
 def test_kritarc_edit_keeps_everything_else():
     from fixative.hosts.install_krita import enable_in_kritarc
 
-    original = ("[General]\nCase=Kept\nweird[$e]=$HOME/x\n\n[python]\nenable_other=true\n\n"
-                "[Theme]\nName=Dark\n")
+    original = (
+        "[General]\nCase=Kept\nweird[$e]=$HOME/x\n\n[python]\nenable_other=true\n\n[Theme]\nName=Dark\n"
+    )
     edited = enable_in_kritarc(original)
     ours = "enable_other=true\nenable_fixative_krita=true\n"
     assert edited == original.replace("enable_other=true\n", ours)
@@ -434,8 +485,14 @@ def test_installed_package_uses_its_own_client_copy(tmp_path):
     from fixative.hosts import install_krita as inst
 
     inst.install(tmp_path / "res", kritarc=tmp_path / "kritarc", config_dir=tmp_path / "cfg")
-    code = ("import sys; sys.path[:0] = [sys.argv[1]]; sys.modules['fixative'] = None\n"
-            "from fixative_krita import engine; print(engine.client.__name__)")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "res" / "pykrita")], capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1]]; sys.modules['fixative'] = None\n"
+        "from fixative_krita import engine; print(engine.client.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "res" / "pykrita")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.strip() == "fixative_krita.fixative_client", out.stderr

@@ -13,6 +13,8 @@ import fixative
 from fixative.errors import BadParameterError, Cancelled
 from fixative.load import load_image
 
+from .conftest import DEFAULT_EPS_255
+
 
 @pytest.mark.parametrize("method", ["style", "concept", "edit"])
 def test_default_budget_halves_feature_distance(method, taef2, small_artwork, anchor_path):
@@ -23,7 +25,7 @@ def test_default_budget_halves_feature_distance(method, taef2, small_artwork, an
     enc = report["encoders"][0]
     assert enc["distance_after"] <= 0.5 * enc["distance_before"]
     original = np.asarray(small_artwork, dtype=np.int16)
-    assert np.abs(np.asarray(result.image, dtype=np.int16) - original).max() <= 8  # default L-inf 8/255
+    assert np.abs(np.asarray(result.image, dtype=np.int16) - original).max() <= DEFAULT_EPS_255
     assert report["perceptual"]["psnr_db"] > 30
     if method == "concept":
         assert result.metadata["caption"] == "wave"
@@ -41,7 +43,7 @@ def test_rgba_alpha_untouched_and_mode_kept(taef2):
     out = _quick(image, taef2).image
     assert out.mode == "RGBA" and out.size == (64, 48)
     assert np.array_equal(np.asarray(out)[..., 3], rgba[..., 3])
-    assert np.abs(np.asarray(out, dtype=int)[..., :3] - rgba[..., :3].astype(int)).max() <= 8
+    assert np.abs(np.asarray(out, dtype=int)[..., :3] - rgba[..., :3].astype(int)).max() <= DEFAULT_EPS_255
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "I;16"])
@@ -67,7 +69,7 @@ def test_other_modes(mode, taef2, tmp_path):
         assert any("palette" in n for n in result.report["notes"])
     if mode == "I;16":
         diff = np.abs(np.asarray(back, dtype=np.int64) - np.asarray(image, dtype=np.int64)).max()
-        assert 0 < diff <= 8 * 257
+        assert 0 < diff <= DEFAULT_EPS_255 * 257
 
 
 def test_metadata_icc_exif_kept(taef2, tmp_path):
@@ -191,7 +193,7 @@ def test_reduced_precision_runs_within_budget(taef2_path, small_artwork):
     small = small_artwork.resize((64, 48))
     result = fixative.protect(small, "edit", models=[str(taef2_path)], dtype="bf16", steps=2, quality="fast")
     diff = np.abs(np.asarray(result.image, dtype=int) - np.asarray(small, dtype=int))
-    assert 0 < diff.max() <= 8
+    assert 0 < diff.max() <= DEFAULT_EPS_255
 
 
 def test_lpips_penalty_is_used_when_weights_exist(monkeypatch, taef2, small_artwork):
@@ -209,3 +211,16 @@ def test_lpips_penalty_is_used_when_weights_exist(monkeypatch, taef2, small_artw
         small_artwork.resize((64, 48)), "edit", models=[taef2], steps=2, quality="fast", lpips_weight=1.0
     )
     assert calls
+
+
+@pytest.mark.parametrize(
+    "height, width, tile", [(600, 600, 256), (257, 1000, 128), (100, 90, 512), (513, 700, 160)]
+)
+def test_tiles_cover_every_pixel(height, width, tile):
+    from fixative.features import tiles
+
+    covered = np.zeros((height, width), dtype=int)
+    for t in tiles(height, width, tile):
+        assert t.top % 16 == 0 and t.left % 16 == 0
+        covered[t.top : t.top + t.height, t.left : t.left + t.width] += 1
+    assert covered.min() >= 1

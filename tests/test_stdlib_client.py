@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from fixative.hosts import fixative_client as fc
 from fixative.server import ServerSettings, ensure_token, start_in_thread
-from PIL import Image
 
 CLIENT = Path(fc.__file__)
 

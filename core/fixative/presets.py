@@ -37,7 +37,7 @@ class Quality:
 
 INTENSITIES: dict[str, Intensity] = {
     "low": Intensity(epsilon=4 / 255, min_mask=0.5, lpips_budget=0.03, lpips_weight=0.0),
-    "default": Intensity(epsilon=8 / 255, min_mask=0.5, lpips_budget=0.05, lpips_weight=0.0),
+    "default": Intensity(epsilon=10 / 255, min_mask=0.5, lpips_budget=0.05, lpips_weight=0.0),
     "high": Intensity(epsilon=16 / 255, min_mask=0.5, lpips_budget=0.10, lpips_weight=0.0),
 }
 

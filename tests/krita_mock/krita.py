@@ -56,9 +56,17 @@ class Selection:
 
 
 class Node:
-    def __init__(self, name: str, width: int, height: int, model: str = "RGBA", depth: str = "U8",
-                 profile: str = "sRGB-elle-V2-srgbtrc.icc", data: bytes | None = None,
-                 kind: str = "paintlayer") -> None:
+    def __init__(
+        self,
+        name: str,
+        width: int,
+        height: int,
+        model: str = "RGBA",
+        depth: str = "U8",
+        profile: str = "sRGB-elle-V2-srgbtrc.icc",
+        data: bytes | None = None,
+        kind: str = "paintlayer",
+    ) -> None:
         self._name, self._w, self._h, self._kind = name, width, height, kind
         self._model, self._depth, self._profile = model, depth, profile
         self._data = bytearray(data if data is not None else bytes(self._pixel_size() * width * height))
@@ -94,7 +102,7 @@ class Node:
         size, out = self._pixel_size(), bytearray()
         for row in range(y, y + h):
             start = (row * self._w + x) * size
-            out += self._data[start: start + w * size]
+            out += self._data[start : start + w * size]
         return bytes(out)
 
     projectionPixelData = pixelData  # noqa: N815
@@ -105,7 +113,7 @@ class Node:
             raise AssertionError(f"setPixelData got {len(data)} bytes for {w}x{h}x{size}")
         for row in range(h):
             start = ((y + row) * self._w + x) * size
-            self._data[start: start + w * size] = data[row * w * size: (row + 1) * w * size]
+            self._data[start : start + w * size] = data[row * w * size : (row + 1) * w * size]
 
     def parentNode(self):  # noqa: N802
         return self.parent
@@ -121,9 +129,17 @@ class Node:
 
 
 class Document:
-    def __init__(self, width: int, height: int, model: str = "RGBA", depth: str = "U8",
-                 profile: str = "sRGB-elle-V2-srgbtrc.icc", data: bytes | None = None, path: str = "",
-                 selection: Selection | None = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        model: str = "RGBA",
+        depth: str = "U8",
+        profile: str = "sRGB-elle-V2-srgbtrc.icc",
+        data: bytes | None = None,
+        path: str = "",
+        selection: Selection | None = None,
+    ) -> None:
         self._w, self._h, self._path, self._selection = width, height, path, selection
         self._model, self._depth, self._profile = model, depth, profile
         self.root = Node("root", width, height, model, depth, profile, kind="grouplayer")

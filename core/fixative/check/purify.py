@@ -91,13 +91,26 @@ def noise_then_bicubic(images: Images, std: float = 0.04, scale: float = 0.5, se
     generator = torch.Generator().manual_seed(seed)
     noisy = (images + torch.randn(images.shape, generator=generator).to(images) * std).clamp(0, 1)
     h, w = images.shape[-2:]
-    small = F.interpolate(noisy, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="bicubic",
-                          align_corners=False, antialias=True)
+    small = F.interpolate(
+        noisy,
+        size=(max(1, round(h * scale)), max(1, round(w * scale))),
+        mode="bicubic",
+        align_corners=False,
+        antialias=True,
+    )
     return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def impress(images: Images, encoder, steps: int = 20, epsilon: float = 8 / 255, lr: float = 0.01,
-            lpips_budget: float = 0.1, lpips_weight: float = 10.0, tile: int = 512) -> Images:
+def impress(
+    images: Images,
+    encoder,
+    steps: int = 20,
+    epsilon: float = 8 / 255,
+    lr: float = 0.01,
+    lpips_budget: float = 0.1,
+    lpips_weight: float = 10.0,
+    tile: int = 512,
+) -> Images:
     """IMPRESS (Cao et al., 2023): find an image close to the input whose autoencoder reconstruction is
     consistent, ``min ||x - D(E(x))||^2`` (+ an LPIPS penalty beyond ``lpips_budget`` when LPIPS weights
     are present), with Adam for at most ``steps`` steps inside an L-infinity ball of ``epsilon``.
@@ -119,14 +132,16 @@ def impress(images: Images, encoder, steps: int = 20, epsilon: float = 8 / 255, 
     for t in tiles(h, w, tile, DEFAULT_OVERLAP):
         ramp = tile_weight(t, h, w, DEFAULT_OVERLAP, x0.device)[None]
         total[..., t.top : t.top + t.height, t.left : t.left + t.width] += (
-            _impress_tile(t.crop(x0), encoder, steps, epsilon, lr, lpips_budget, lpips_weight) * ramp)
+            _impress_tile(t.crop(x0), encoder, steps, epsilon, lr, lpips_budget, lpips_weight) * ramp
+        )
         weight[..., t.top : t.top + t.height, t.left : t.left + t.width] += ramp
     out = (total / weight.clamp_min(1e-8)).clamp(0, 1).to(images.device)
     return out[0] if single else out
 
 
-def _impress_tile(x0: Images, encoder, steps: int, epsilon: float, lr: float, lpips_budget: float,
-                  lpips_weight: float) -> Images:
+def _impress_tile(
+    x0: Images, encoder, steps: int, epsilon: float, lr: float, lpips_budget: float, lpips_weight: float
+) -> Images:
     from ..optimise.budget import lpips_distance
 
     h, w = x0.shape[-2:]
@@ -171,8 +186,14 @@ def find_local_upscaler(folder: str | Path | None = None) -> Path | None:
 _UPSCALERS: dict[tuple[str, str], object] = {}
 
 
-def noisy_upscale(images: Images, std: float = 0.05, noise_level: int = 20, steps: int = 20,
-                  upscaler: str | Path | None = None, seed: int = 0) -> Images:
+def noisy_upscale(
+    images: Images,
+    std: float = 0.05,
+    noise_level: int = 20,
+    steps: int = 20,
+    upscaler: str | Path | None = None,
+    seed: int = 0,
+) -> Images:
     """Noisy upscaling (Hönig et al., 2024): add Gaussian noise, downscale by 4, and let the diffusers x4
     upscaler redraw the details, which it does without the perturbation.
 
@@ -181,8 +202,10 @@ def noisy_upscale(images: Images, std: float = 0.05, noise_level: int = 20, step
     """
     folder = find_local_upscaler(upscaler)
     if folder is None:
-        raise PurificationUnavailable(f"noisy upscaling needs the diffusers x4 upscaler ({UPSCALER_ID}) on "
-                                      "this machine; check never downloads it")
+        raise PurificationUnavailable(
+            f"noisy upscaling needs the diffusers x4 upscaler ({UPSCALER_ID}) on "
+            "this machine; check never downloads it"
+        )
     from diffusers import StableDiffusionUpscalePipeline
 
     single = images.ndim == 3
@@ -199,9 +222,14 @@ def noisy_upscale(images: Images, std: float = 0.05, noise_level: int = 20, step
     generator = torch.Generator().manual_seed(seed)
     noisy = (batch + torch.randn(batch.shape, generator=generator).to(batch) * std).clamp(0, 1)
     small = F.interpolate(noisy, size=(max(8, h // 4), max(8, w // 4)), mode="area")
-    out = pipe(prompt=[""] * len(small), image=small * 2 - 1, noise_level=noise_level,
-               num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
-               output_type="pt").images
+    out = pipe(
+        prompt=[""] * len(small),
+        image=small * 2 - 1,
+        noise_level=noise_level,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+    ).images
     out = F.interpolate(out.float(), size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
     out = out.to(batch.device)
     return out[0] if single else out
@@ -232,7 +260,11 @@ def standard(impress_steps: int = 20) -> list[Purification]:
         Purification("downscale 0.25", lambda x: downscale_upscale(x, 0.25)),
         Purification("gaussian blur 1.0", lambda x: gaussian_blur(x, 1.0)),
         Purification("noise + bicubic", lambda x: noise_then_bicubic(x, 0.04, 0.5)),
-        Purification("impress", lambda x, encoder: impress(x, encoder, steps=impress_steps), needs="decoder",
-                     baseline="original"),
+        Purification(
+            "impress",
+            lambda x, encoder: impress(x, encoder, steps=impress_steps),
+            needs="decoder",
+            baseline="original",
+        ),
         Purification("noisy upscale", lambda x: noisy_upscale(x), needs="upscaler"),
     ]

@@ -36,8 +36,10 @@ def table(result: dict) -> str:
     p = result.get("perceptual")
     if p:
         lines.append("")
-        lines.append(f"  perceptual: PSNR {_fmt(p['psnr_db'], 1)} dB  SSIM {_fmt(p['ssim'], 3)}  "
-                     f"LPIPS {_fmt(p['lpips'], 3)}  L∞ {_fmt(p['linf_255'], 0)}/255")
+        lines.append(
+            f"  perceptual: PSNR {_fmt(p['psnr_db'], 1)} dB  SSIM {_fmt(p['ssim'], 3)}  "
+            f"LPIPS {_fmt(p['lpips'], 3)}  L∞ {_fmt(p['linf_255'], 0)}/255"
+        )
     if result["robustness"]:
         lines.append("")
         lines.append(f"  {'after purification':<24} {'strength':>8}")

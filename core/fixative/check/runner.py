@@ -79,16 +79,28 @@ def _style_name(meta_target: dict) -> str | None:
     return description.split("'")[1] if description.count("'") >= 2 else None
 
 
-def rebuild_target(meta_target: dict, artwork: torch.Tensor, seed: int = 0, target_image=None,
-                   pipeline: str | None = None, device: torch.device | None = None) -> Target | None:
+def rebuild_target(
+    meta_target: dict,
+    artwork: torch.Tensor,
+    seed: int = 0,
+    target_image=None,
+    pipeline: str | None = None,
+    device: torch.device | None = None,
+) -> Target | None:
     """The target ``protect`` used, rebuilt from the metadata (plus the user's target image when it was
     one), on ``artwork`` (the original, or a stand-in). ``None`` when the metadata is not enough."""
     method, kind = meta_target.get("method"), meta_target.get("kind")
     details = meta_target.get("details") or {}
     image = None if target_image is None else to_artwork(target_image, "target").rgb
-    request = TargetRequest(method=method or "", artwork=artwork, image=image, seed=seed,
-                            device=device or torch.device("cpu"), pipeline=pipeline,
-                            concept=meta_target.get("caption"))
+    request = TargetRequest(
+        method=method or "",
+        artwork=artwork,
+        image=image,
+        seed=seed,
+        device=device or torch.device("cpu"),
+        pipeline=pipeline,
+        concept=meta_target.get("caption"),
+    )
     if method == "style" and kind == "procedural":
         request.style = _style_name(meta_target)
     elif method == "style" and kind == "img2img":
@@ -110,8 +122,9 @@ def rebuild_target(meta_target: dict, artwork: torch.Tensor, seed: int = 0, targ
     return goal if goal.kind == kind else None
 
 
-def estimate_original(protected: torch.Tensor, probes: list[_Probe], epsilon: float,
-                      steps: int = 4) -> torch.Tensor:
+def estimate_original(
+    protected: torch.Tensor, probes: list[_Probe], epsilon: float, steps: int = 4
+) -> torch.Tensor:
     """A stand-in for the missing original: the protected image pushed *away* from the target by signed
     gradient steps inside half the recorded budget (the real original lies within the budget of the
     protected file). On our test images the estimate came within 0.1 of the exact strength (0.01-0.02
@@ -166,8 +179,10 @@ def _protecting_encoders(metadata: dict | None, models, device, notes: list[str]
             except ModelNotFoundError:
                 continue
         else:
-            notes.append(f"the encoder this file was protected with ({Path(str(source)).name}) is not on "
-                         "this machine; pass --model to measure against it")
+            notes.append(
+                f"the encoder this file was protected with ({Path(str(source)).name}) is not on "
+                "this machine; pass --model to measure against it"
+            )
     if found:
         return found
     encoders = load_encoders(None, device=device)
@@ -201,11 +216,15 @@ def _verdict(strength: float | None, robustness: list[dict], exact: bool) -> tup
     broken = sorted((r for r in measured if r["strength"] < SURVIVES_STRENGTH), key=lambda r: r["strength"])
     if broken:
         worst = broken[0]
-        return (f"weakened by {worst['purification']}",
-                f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
-                f"{SURVIVES_STRENGTH:.2f} (worst: {worst['purification']}, {worst['strength']:.2f})")
-    return "protected", (f"strength {strength:.2f} (>= {needed:.2f}) and at least {SURVIVES_STRENGTH:.2f} "
-                         f"left after each of {len(measured)} purification(s)")
+        return (
+            f"weakened by {worst['purification']}",
+            f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
+            f"{SURVIVES_STRENGTH:.2f} (worst: {worst['purification']}, {worst['strength']:.2f})",
+        )
+    return "protected", (
+        f"strength {strength:.2f} (>= {needed:.2f}) and at least {SURVIVES_STRENGTH:.2f} "
+        f"left after each of {len(measured)} purification(s)"
+    )
 
 
 def _decode_view(encoder: Encoder, rgb: torch.Tensor) -> torch.Tensor:
@@ -244,13 +263,17 @@ def run_check(
     meta = art.metadata
     orig: Artwork | None = None if original is None else to_artwork(original, "original")
     if meta is None and orig is None:
-        raise BadImageError(f"{art.source or 'image'}: no Fixative metadata in this file (not protected by "
-                            "Fixative, or an editor/site stripped it) and no --original given, so nothing "
-                            "can be measured; pass --original ORIG to measure perceptual cost and feature "
-                            "shift")
+        raise BadImageError(
+            f"{art.source or 'image'}: no Fixative metadata in this file (not protected by "
+            "Fixative, or an editor/site stripped it) and no --original given, so nothing "
+            "can be measured; pass --original ORIG to measure perceptual cost and feature "
+            "shift"
+        )
     if orig is not None and orig.rgb.shape != art.rgb.shape:
-        raise BadImageError(f"original is {orig.size[0]}x{orig.size[1]} but the protected image is "
-                            f"{art.size[0]}x{art.size[1]}; give the exact original it was made from")
+        raise BadImageError(
+            f"original is {orig.size[0]}x{orig.size[1]} but the protected image is "
+            f"{art.size[0]}x{art.size[1]}; give the exact original it was made from"
+        )
     exact = orig is not None
     p = art.rgb
     o = orig.rgb if orig is not None else None
@@ -264,27 +287,40 @@ def run_check(
         goal = rebuild_target(meta_target, o if o is not None else p, seed, target_image, pipeline, dev)
         if goal is None:
             kind = meta_target.get("kind")
-            need = ("the pipeline folder (--pipeline)" if kind in ("img2img", "text2img")
-                    else "the same target image (--target)")
-            notes.append(f"strength not measured: the target ({meta_target.get('description', kind)}) cannot "
-                         f"be rebuilt from the metadata alone; pass {need} used when protecting")
+            need = (
+                "the pipeline folder (--pipeline)"
+                if kind in ("img2img", "text2img")
+                else "the same target image (--target)"
+            )
+            notes.append(
+                f"strength not measured: the target ({meta_target.get('description', kind)}) cannot "
+                f"be rebuilt from the metadata alone; pass {need} used when protecting"
+            )
         else:
             target_info["rebuilt"] = True
             if exact:
                 target_info["hash_match"] = goal.hash == meta_target.get("hash")
                 if not target_info["hash_match"]:
-                    notes.append("the rebuilt target's hash differs from the recorded one: the original or "
-                                 "target image given is not exactly the one protected; figures are "
-                                 "approximate")
+                    notes.append(
+                        "the rebuilt target's hash differs from the recorded one: the original or "
+                        "target image given is not exactly the one protected; figures are "
+                        "approximate"
+                    )
     else:
-        notes.append("no Fixative metadata: the target is unknown, so strength cannot be measured; "
-                     "perceptual cost and feature shift against the original are shown")
+        notes.append(
+            "no Fixative metadata: the target is unknown, so strength cannot be measured; "
+            "perceptual cost and feature shift against the original are shown"
+        )
     if not exact and goal is not None and goal.image is not None and goal.latent_transform is None:
-        notes.append("no original given: the target was rebuilt on the protected image and the original "
-                     "estimated; strengths are estimates (verdict asks for a margin)")
+        notes.append(
+            "no original given: the target was rebuilt on the protected image and the original "
+            "estimated; strengths are estimates (verdict asks for a margin)"
+        )
     elif not exact and goal is not None:
-        notes.append("no original given: the original was estimated; strengths are estimates "
-                     "(verdict asks for a margin)")
+        notes.append(
+            "no original given: the original was estimated; strengths are estimates "
+            "(verdict asks for a margin)"
+        )
 
     probes = [_probe(e, goal, o if o is not None else p, tile) for e in primary] if goal is not None else []
     if goal is not None and o is None:
@@ -292,8 +328,12 @@ def run_check(
         o = estimate_original(p, probes, epsilon)
     encoder_rows = []
     for encoder, probe in zip(primary, probes or [None] * len(primary), strict=True):
-        row = {"name": encoder.name, "family": encoder.family, "source": encoder.source,
-               "used_to_protect": True}
+        row = {
+            "name": encoder.name,
+            "family": encoder.family,
+            "source": encoder.source,
+            "used_to_protect": True,
+        }
         if probe is not None:
             s, before, after = probe.strength(p, o)
             row.update(strength=round(s, 4), distance_before=round(before, 5), distance_after=round(after, 5))
@@ -340,9 +380,16 @@ def run_check(
         for encoder in _transfer_encoders(primary, device, notes):
             probe = _probe(encoder, goal, orig.rgb if orig is not None else p, tile)
             s, before, after = probe.strength(p, o)
-            transfer_rows.append({"name": encoder.name, "family": encoder.family, "source": encoder.source,
-                                  "strength": round(s, 4), "distance_before": round(before, 5),
-                                  "distance_after": round(after, 5)})
+            transfer_rows.append(
+                {
+                    "name": encoder.name,
+                    "family": encoder.family,
+                    "source": encoder.source,
+                    "strength": round(s, 4),
+                    "distance_before": round(before, 5),
+                    "distance_after": round(after, 5),
+                }
+            )
 
     measures = None
     if orig is not None:
@@ -351,8 +398,10 @@ def run_check(
             notes.append("LPIPS not measured: its AlexNet weights are not on this machine")
     else:
         budget = ((meta or {}).get("budget") or {}).get("epsilon_255")
-        notes.append("perceptual cost not measured: it needs the original (--original)"
-                     + (f"; the recorded budget was L∞ ≤ {budget}/255" if budget is not None else ""))
+        notes.append(
+            "perceptual cost not measured: it needs the original (--original)"
+            + (f"; the recorded budget was L∞ ≤ {budget}/255" if budget is not None else "")
+        )
 
     visuals = Visuals(original=orig.rgb if orig is not None else None, protected=p)
     if not fast:
@@ -379,8 +428,11 @@ def run_check(
         "exact": exact,
         "fast": fast,
         "strength": None if strength is None else round(strength, 4),
-        "thresholds": {"protected": PROTECTED_STRENGTH, "survives": SURVIVES_STRENGTH,
-                       "estimate_margin": ESTIMATE_MARGIN},
+        "thresholds": {
+            "protected": PROTECTED_STRENGTH,
+            "survives": SURVIVES_STRENGTH,
+            "estimate_margin": ESTIMATE_MARGIN,
+        },
         "encoders": encoder_rows,
         "perceptual": measures,
         "robustness": robustness,
@@ -429,8 +481,18 @@ def check(
     quick subset ``protect --verify`` uses (two purifications, no transfer, no pictures).
     ``purifications`` replaces the standard list (``fixative.check.purify.standard()``).
     """
-    result, visuals = run_check(protected, original, models, device, fast, target, pipeline,
-                                purifications=purifications, impress_steps=impress_steps, transfer=transfer)
+    result, visuals = run_check(
+        protected,
+        original,
+        models,
+        device,
+        fast,
+        target,
+        pipeline,
+        purifications=purifications,
+        impress_steps=impress_steps,
+        transfer=transfer,
+    )
     if json_path:
         from .report import write_json
 

@@ -113,14 +113,22 @@ def _multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> t
     boundary = "fixative-" + uuid.uuid4().hex
     parts: list[bytes] = []
     for name, value in fields.items():
-        parts.append((f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
-                      "Content-Type: application/json\r\n\r\n").encode())
+        parts.append(
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+                "Content-Type: application/json\r\n\r\n"
+            ).encode()
+        )
         parts.append(value.encode("utf-8") + b"\r\n")
     for name, (filename, data) in files.items():
-        safe_name = filename.replace("\"", "_").replace("\r", "_").replace("\n", "_")
-        disposition = f"form-data; name=\"{name}\"; filename=\"{safe_name}\""
-        parts.append((f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-                      "Content-Type: application/octet-stream\r\n\r\n").encode())
+        safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        disposition = f'form-data; name="{name}"; filename="{safe_name}"'
+        parts.append(
+            (
+                f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+        )
         parts.append(bytes(data) + b"\r\n")
     parts.append((f"--{boundary}--\r\n").encode())
     return b"".join(parts), "multipart/form-data; boundary=" + boundary
@@ -133,8 +141,9 @@ class EngineClient:
         if url is None:
             info = read_server_info()
             if info is None:
-                raise EngineNotRunning(f"the Fixative engine is not running (no {SERVER_FILE} "
-                                       f"in {config_dir()})")
+                raise EngineNotRunning(
+                    f"the Fixative engine is not running (no {SERVER_FILE} in {config_dir()})"
+                )
             url = info["url"]
         self.url = url.rstrip("/")
         self.token = token if token is not None else read_token()
@@ -157,8 +166,9 @@ class EngineClient:
         return client
 
     # --- raw HTTP -------------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: bytes | None = None,
-                 content_type: str | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None
+    ) -> Any:
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = "Bearer " + self.token
@@ -191,7 +201,8 @@ class EngineClient:
             message = None
         if exc.code == 401:
             return "the engine rejected the token (%s); restart the engine or reinstall the plug-in" % (
-                message or "unauthorised")
+                message or "unauthorised"
+            )
         return str(message or f"HTTP {exc.code} {exc.reason}").splitlines()[0]
 
     # --- API ------------------------------------------------------------------------------------
@@ -201,8 +212,14 @@ class EngineClient:
     def models(self) -> list:
         return self._request("GET", "/models")
 
-    def submit(self, image_bytes: bytes, filename: str = "image.png", options: dict | None = None,
-               target: bytes | None = None, mask: bytes | None = None) -> str:
+    def submit(
+        self,
+        image_bytes: bytes,
+        filename: str = "image.png",
+        options: dict | None = None,
+        target: bytes | None = None,
+        mask: bytes | None = None,
+    ) -> str:
         """Queue a job; returns its id.
 
         ``target`` and ``mask`` are optional image files (mask: white where pixels may change).
@@ -238,10 +255,17 @@ class EngineClient:
     def delete(self, job_id: str) -> None:
         self._request("DELETE", f"/jobs/{job_id}")
 
-    def protect(self, image_bytes: bytes, options: dict | None = None, filename: str = "image.png",
-                on_progress: Callable[[dict], None] | None = None,
-                should_cancel: Callable[[], bool] | None = None, poll: float = 0.5,
-                target: bytes | None = None, mask: bytes | None = None) -> tuple[bytes, dict]:
+    def protect(
+        self,
+        image_bytes: bytes,
+        options: dict | None = None,
+        filename: str = "image.png",
+        on_progress: Callable[[dict], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        poll: float = 0.5,
+        target: bytes | None = None,
+        mask: bytes | None = None,
+    ) -> tuple[bytes, dict]:
         """Submit, follow the job to its end and return (image bytes, report); the job is then deleted.
 
         ``should_cancel()`` returning True cancels the job on the engine and raises ``EngineCancelled``.
@@ -298,13 +322,17 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
         return client
     command = read_engine_command()
     if command is None:
-        raise EngineNotInstalled("the Fixative engine is not installed: install it (pip install fixative) "
-                                 "and run `fixative install <editor>` once, which records how to start it in "
-                                 f"{config_dir() / ENGINE_FILE}")
+        raise EngineNotInstalled(
+            "the Fixative engine is not installed: install it (pip install fixative) "
+            "and run `fixative install <editor>` once, which records how to start it in "
+            f"{config_dir() / ENGINE_FILE}"
+        )
     executable = command[0]
     if shutil.which(executable) is None and not Path(executable).is_file():
-        raise EngineNotInstalled(f"the Fixative engine command {executable!r} is missing; reinstall Fixative "
-                                 "and run `fixative install <editor>` again")
+        raise EngineNotInstalled(
+            f"the Fixative engine command {executable!r} is missing; reinstall Fixative "
+            "and run `fixative install <editor>` again"
+        )
     folder = config_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / LOG_FILE
@@ -316,8 +344,13 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
         kwargs["start_new_session"] = True
     with open(log_path, "ab") as log:
         try:
-            process = subprocess.Popen(_start_command(command), stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=log, **kwargs)
+            process = subprocess.Popen(
+                _start_command(command),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                **kwargs,
+            )
         except OSError as exc:
             raise EngineNotInstalled(f"could not start the Fixative engine ({executable}): {exc}") from None
     lines: queue.Queue = queue.Queue()
@@ -348,5 +381,5 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
             reason = f": {detail}" if detail else ""
             raise EngineError(f"the Fixative engine stopped while starting{reason}; see {log_path}")
         if line.startswith(READY_PREFIX):
-            info = json.loads(line[len(READY_PREFIX):])
+            info = json.loads(line[len(READY_PREFIX) :])
             return EngineClient(info["url"], token=read_token())

@@ -46,8 +46,10 @@ def pack_source(explicit: str | None = None) -> Path:
         root = source_checkout()
         folder = root / "comfyui_nodes" if root else Path()
     if not (folder / "__init__.py").is_file() or not (folder / "nodes.py").is_file():
-        raise FixativeError("the ComfyUI node pack (comfyui_nodes/) is not in this Fixative installation",
-                            hint="run this from a Fixative source checkout, or pass --pack-dir PATH")
+        raise FixativeError(
+            "the ComfyUI node pack (comfyui_nodes/) is not in this Fixative installation",
+            hint="run this from a Fixative source checkout, or pass --pack-dir PATH",
+        )
     return folder
 
 
@@ -73,8 +75,10 @@ def find_python(root: Path) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise FixativeError(f"could not find ComfyUI's Python under {root} (no venv, .venv or python_embeded)",
-                        hint="pass --python /path/to/the/python/that/runs/ComfyUI")
+    raise FixativeError(
+        f"could not find ComfyUI's Python under {root} (no venv, .venv or python_embeded)",
+        hint="pass --python /path/to/the/python/that/runs/ComfyUI",
+    )
 
 
 def probe_python(python: Path) -> dict:
@@ -162,8 +166,10 @@ def install_engine(python: Path, spec: list[str], reinstall: bool, dry_run: bool
     say(f"engine: running {shlex.join(command)} ({was})")
     done = subprocess.run(command)
     if done.returncode != 0:
-        raise FixativeError(f"pip failed (exit {done.returncode}) installing the engine into {python}",
-                            hint=f"run it yourself: {shlex.join(command)}")
+        raise FixativeError(
+            f"pip failed (exit {done.returncode}) installing the engine into {python}",
+            hint=f"run it yourself: {shlex.join(command)}",
+        )
     after = probe_python(python).get("fixative")
     if not after:
         raise FixativeError(f"pip finished but {python} still cannot see fixative")
@@ -190,28 +196,37 @@ def run(args: argparse.Namespace) -> int:
         say("engine: skipped (--skip-engine)")
     else:
         install_engine(python, engine_spec(args.engine, mode), args.reinstall, args.dry_run, say)
-    say("dry run: nothing was changed" if args.dry_run else
-        "done: restart ComfyUI; the nodes are under the 'Fixative' category")
+    say(
+        "dry run: nothing was changed"
+        if args.dry_run
+        else "done: restart ComfyUI; the nodes are under the 'Fixative' category"
+    )
     return 0
 
 
 def register(host_subparsers: argparse._SubParsersAction) -> None:
     parser = host_subparsers.add_parser(
-        "comfyui", help="install the ComfyUI node pack and the engine into ComfyUI's own Python",
+        "comfyui",
+        help="install the ComfyUI node pack and the engine into ComfyUI's own Python",
         description="Link (or copy) the Fixative node pack into ComfyUI/custom_nodes and pip-install the "
-                    "engine into the Python that runs ComfyUI. Safe to run again.")
-    parser.add_argument("--comfyui-dir", required=True, metavar="PATH",
-                        help="ComfyUI's folder (or a portable build's)")
-    parser.add_argument("--python", metavar="PYTHON",
-                        help="the Python that runs ComfyUI (default: its venv, .venv or python_embeded)")
+        "engine into the Python that runs ComfyUI. Safe to run again.",
+    )
+    parser.add_argument(
+        "--comfyui-dir", required=True, metavar="PATH", help="ComfyUI's folder (or a portable build's)"
+    )
+    parser.add_argument(
+        "--python",
+        metavar="PYTHON",
+        help="the Python that runs ComfyUI (default: its venv, .venv or python_embeded)",
+    )
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--link", action="store_true", help="symlink the pack (default; follows this checkout)")
     how.add_argument("--copy", action="store_true", help="copy the pack")
-    parser.add_argument("--engine", metavar="SPEC",
-                        help="what pip installs (default: this checkout, or the release)")
+    parser.add_argument(
+        "--engine", metavar="SPEC", help="what pip installs (default: this checkout, or the release)"
+    )
     parser.add_argument("--pack-dir", metavar="PATH", help="the node pack folder (default: this checkout's)")
     parser.add_argument("--reinstall", action="store_true", help="pip-install the engine even if present")
     parser.add_argument("--skip-engine", action="store_true", help="only place the node pack")
     parser.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
     parser.set_defaults(func=run)
-

@@ -26,8 +26,9 @@ HOSTS_DIR = Path(__file__).resolve().parent
 PLUGIN_SOURCE = HOSTS_DIR.parents[2] / "plugins" / "gimp" / PLUGIN_NAME
 
 
-def gimp_plugins_dir(platform: str | None = None, environ: dict | None = None,
-                     home: Path | None = None) -> Path:
+def gimp_plugins_dir(
+    platform: str | None = None, environ: dict | None = None, home: Path | None = None
+) -> Path:
     """The per-user GIMP 3 plug-ins folder for this OS (created by GIMP on first start, or by us)."""
     platform = platform or sys.platform
     environ = os.environ if environ is None else environ
@@ -74,8 +75,9 @@ def record_engine_command(config_dir: Path) -> Path:
     return path
 
 
-def install(plugins_dir: Path | None = None, source: Path = PLUGIN_SOURCE,
-            config_dir: Path | None = None) -> Path:
+def install(
+    plugins_dir: Path | None = None, source: Path = PLUGIN_SOURCE, config_dir: Path | None = None
+) -> Path:
     """Copy the plug-in folder (plus the client) into ``plugins_dir``; returns the installed script path.
 
     An earlier install of the same plug-in is replaced as a whole, so files removed upstream do not linger;
@@ -119,19 +121,24 @@ def install(plugins_dir: Path | None = None, source: Path = PLUGIN_SOURCE,
 def _run(args: argparse.Namespace) -> int:
     script = install(args.plugins_dir)
     print(f"GIMP plug-in installed: {script}")
-    print("Restart GIMP; then use File > Export As > 'Protected image (Fixative)' "
-          "or Filters > Fixative > Protect...")
+    print(
+        "Restart GIMP; then use File > Export As > 'Protected image (Fixative)' "
+        "or Filters > Fixative > Protect..."
+    )
     return 0
 
 
 def register(host_subparsers: argparse._SubParsersAction) -> None:
     parser = host_subparsers.add_parser(
-        "gimp", help="install the GIMP 3 plug-in (export file type and filter)",
+        "gimp",
+        help="install the GIMP 3 plug-in (export file type and filter)",
         description="Install the Fixative plug-in into the GIMP 3 plug-ins folder and record the engine "
-                    "command.",
+        "command.",
     )
     parser.add_argument(
-        "--plugins-dir", type=Path, default=None,
+        "--plugins-dir",
+        type=Path,
+        default=None,
         help=f"GIMP plug-ins folder (default: {gimp_plugins_dir()})",
     )
     parser.set_defaults(func=_run)

@@ -29,8 +29,9 @@ def _platform_base(platform: str | None, environ: dict | None, home: Path | None
     return platform or sys.platform, os.environ if environ is None else environ, home or Path.home()
 
 
-def krita_resource_dir(platform: str | None = None, environ: dict | None = None,
-                       home: Path | None = None) -> Path:
+def krita_resource_dir(
+    platform: str | None = None, environ: dict | None = None, home: Path | None = None
+) -> Path:
     """Krita's per-user resource folder (the one holding ``pykrita``) for this OS."""
     platform, environ, home = _platform_base(platform, environ, home)
     if platform.startswith("win"):
@@ -114,8 +115,12 @@ def record_engine_command(config_dir: Path) -> Path:
     return path
 
 
-def install(resource_dir: Path | None = None, kritarc: Path | None = None, source: Path = PLUGIN_SOURCE,
-            config_dir: Path | None = None) -> dict[str, Path]:
+def install(
+    resource_dir: Path | None = None,
+    kritarc: Path | None = None,
+    source: Path = PLUGIN_SOURCE,
+    config_dir: Path | None = None,
+) -> dict[str, Path]:
     """Copy ``fixative_krita.desktop`` + package (with the client) into ``<resource_dir>/pykrita``.
 
     An earlier install is replaced as a whole; nothing else in ``pykrita`` is touched.
@@ -124,8 +129,10 @@ def install(resource_dir: Path | None = None, kritarc: Path | None = None, sourc
 
     package, desktop = source / PLUGIN_NAME, source / f"{PLUGIN_NAME}.desktop"
     if not (package / "__init__.py").is_file() or not desktop.is_file():
-        raise FixativeError(f"Krita plug-in sources not found at {source}; install fixative from a source "
-                            "checkout (pip install -e <checkout>) and run `fixative install krita` again")
+        raise FixativeError(
+            f"Krita plug-in sources not found at {source}; install fixative from a source "
+            "checkout (pip install -e <checkout>) and run `fixative install krita` again"
+        )
     client = HOSTS_DIR / CLIENT_FILE
     if not client.is_file():
         raise FixativeError(f"engine client {client} is missing; reinstall fixative")
@@ -153,27 +160,42 @@ def install(resource_dir: Path | None = None, kritarc: Path | None = None, sourc
     except OSError as exc:
         reason = exc.strerror or exc
         raise FixativeError(f"cannot install the Krita plug-in into {resource_dir}: {reason}") from exc
-    return {"plugin": pykrita / PLUGIN_NAME, "desktop": pykrita / desktop.name, "kritarc": kritarc,
-            "engine": engine}
+    return {
+        "plugin": pykrita / PLUGIN_NAME,
+        "desktop": pykrita / desktop.name,
+        "kritarc": kritarc,
+        "engine": engine,
+    }
 
 
 def _run(args: argparse.Namespace) -> int:
     paths = install(args.resource_dir, args.kritarc)
     print(f"Krita plug-in installed: {paths['plugin']}")
     print(f"Enabled in {paths['kritarc']}; engine command recorded in {paths['engine']}")
-    print("Restart Krita; then use Tools > Scripts > 'Export Protected Copy…' or 'Protect into New Layer', "
-          "and Settings > Dockers > Fixative.")
+    print(
+        "Restart Krita; then use Tools > Scripts > 'Export Protected Copy…' or 'Protect into New Layer', "
+        "and Settings > Dockers > Fixative."
+    )
     return 0
 
 
 def register(host_subparsers: argparse._SubParsersAction) -> None:
     parser = host_subparsers.add_parser(
-        "krita", help="install the Krita plug-in (export a protected copy, protect into a new layer)",
+        "krita",
+        help="install the Krita plug-in (export a protected copy, protect into a new layer)",
         description="Install the Fixative plug-in into Krita's resource folder, enable it in kritarc and "
-                    "record the engine command.",
+        "record the engine command.",
     )
-    parser.add_argument("--resource-dir", type=Path, default=None,
-                        help=f"Krita resource folder (default: {krita_resource_dir()})")
-    parser.add_argument("--kritarc", type=Path, default=None,
-                        help=f"Krita settings file to enable the plug-in in (default: {kritarc_path()})")
+    parser.add_argument(
+        "--resource-dir",
+        type=Path,
+        default=None,
+        help=f"Krita resource folder (default: {krita_resource_dir()})",
+    )
+    parser.add_argument(
+        "--kritarc",
+        type=Path,
+        default=None,
+        help=f"Krita settings file to enable the plug-in in (default: {kritarc_path()})",
+    )
     parser.set_defaults(func=_run)

@@ -70,16 +70,27 @@ class PluginError(Exception):
 # Plug-in logic that does not need a running GIMP (unit-tested with mocked gi.repository parts).
 # ----------------------------------------------------------------------------------------------
 
+
 def output_format_for(path: str | None) -> str:
     """The engine's output format for an export target: JPEG for .jpg/.jpeg names, PNG otherwise."""
     return "jpeg" if path and path.lower().endswith(JPEG_SUFFIXES) else "png"
 
 
-def build_options(method: str, intensity: str, quality: str, steps: int = 0, models: str = "",
-                  output_format: str = "png", seed: int = 0) -> dict:
+def build_options(
+    method: str,
+    intensity: str,
+    quality: str,
+    steps: int = 0,
+    models: str = "",
+    output_format: str = "png",
+    seed: int = 0,
+) -> dict:
     """Options for ``POST /jobs``: the same keys as ``fixative.protect`` plus format and lease."""
-    for value, allowed, what in ((method, METHODS, "method"), (intensity, INTENSITIES, "intensity"),
-                                 (quality, QUALITIES, "quality")):
+    for value, allowed, what in (
+        (method, METHODS, "method"),
+        (intensity, INTENSITIES, "intensity"),
+        (quality, QUALITIES, "quality"),
+    ):
         if value not in [nick for nick, _label in allowed]:
             raise PluginError(f"unknown {what} {value!r} (use one of: {', '.join(n for n, _ in allowed)})")
     options = {
@@ -177,15 +188,25 @@ def connect_engine():
         raise PluginError(engine_message(exc)) from exc
 
 
-def protect_bytes(image_bytes: bytes, options: dict, filename: str, label: str,
-                  mask: bytes | None = None, target: bytes | None = None) -> tuple[bytes, dict]:
+def protect_bytes(
+    image_bytes: bytes,
+    options: dict,
+    filename: str,
+    label: str,
+    mask: bytes | None = None,
+    target: bytes | None = None,
+) -> tuple[bytes, dict]:
     """Send one image (and optional mask) to the engine and wait for the protected bytes, showing progress."""
     client = connect_engine()
     with CancelWatch() as cancelled:
         try:
             return client.protect(
-                image_bytes, options=options, filename=filename,
-                on_progress=progress_reporter(label), should_cancel=cancelled, mask=mask,
+                image_bytes,
+                options=options,
+                filename=filename,
+                on_progress=progress_reporter(label),
+                should_cancel=cancelled,
+                mask=mask,
                 target=target,
             )
         except fixative_client.EngineError as exc:
@@ -254,6 +275,7 @@ def read_target(gfile) -> bytes | None:
 # ----------------------------------------------------------------------------------------------
 # Talking to GIMP: pixels out as a PNG, protected pixels back in.
 # ----------------------------------------------------------------------------------------------
+
 
 def _as_8bit_rgb(image, rgb: bool = True) -> None:
     """The engine works on 8-bit sRGB; grayscale/indexed and high-bit-depth copies are converted."""
@@ -363,12 +385,20 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         values = config_values(config)
         target = gfile.get_path() or gfile.get_uri()
         fmt = output_format_for(gfile.get_basename() or target)
-        job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
-                                     values["models"], fmt, values["seed"])
+        job_options = build_options(
+            values["method"],
+            values["intensity"],
+            values["quality"],
+            values["steps"],
+            values["models"],
+            fmt,
+            values["seed"],
+        )
         Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
         target_bytes = read_target(values["target"])
-        protected, _report = protect_bytes(flattened_png(image), job_options, "image.png", "Fixative",
-                                           target=target_bytes)
+        protected, _report = protect_bytes(
+            flattened_png(image), job_options, "image.png", "Fixative", target=target_bytes
+        )
         store_to_gfile(gfile, protected)
         Gimp.progress_end()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
@@ -385,16 +415,25 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
             raise PluginError("Fixative: select exactly one pixel layer to protect")
         source = drawables[0]
         if run_mode == Gimp.RunMode.INTERACTIVE and not _run_dialog(
-                procedure, config, image, "Protect with Fixative", export=False):
+            procedure, config, image, "Protect with Fixative", export=False
+        ):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         values = config_values(config)
-        job_options = build_options(values["method"], values["intensity"], values["quality"], values["steps"],
-                                    values["models"], "png", values["seed"])
+        job_options = build_options(
+            values["method"],
+            values["intensity"],
+            values["quality"],
+            values["steps"],
+            values["models"],
+            "png",
+            values["seed"],
+        )
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
         target_bytes = read_target(values["target"])
         source_png, mask_png = layer_png(source), selection_mask_png(image, source)
-        protected, _report = protect_bytes(source_png, job_options, "layer.png", "Fixative", mask=mask_png,
-                                           target=target_bytes)
+        protected, _report = protect_bytes(
+            source_png, job_options, "layer.png", "Fixative", mask=mask_png, target=target_bytes
+        )
         # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
         image.undo_group_start()
         try:
@@ -415,6 +454,7 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
 # Registration.
 # ----------------------------------------------------------------------------------------------
 
+
 def _choice(values) -> Gimp.Choice:
     choice = Gimp.Choice.new()
     for index, (nick, label) in enumerate(values):
@@ -425,19 +465,39 @@ def _choice(values) -> Gimp.Choice:
 def add_protection_arguments(procedure) -> None:
     """The same arguments on both procedures, so batch scripts set them by name."""
     flags = GObject.ParamFlags.READWRITE
-    procedure.add_choice_argument("method", "_Method", "What to protect against",
-                                  _choice(METHODS), "style", flags)
-    procedure.add_choice_argument("intensity", "_Intensity", "How strong (and visible) the protection is",
-                                  _choice(INTENSITIES), "default", flags)
-    procedure.add_choice_argument("quality", "_Quality", "More steps protect better but take longer",
-                                  _choice(QUALITIES), "default", flags)
+    procedure.add_choice_argument(
+        "method", "_Method", "What to protect against", _choice(METHODS), "style", flags
+    )
+    procedure.add_choice_argument(
+        "intensity",
+        "_Intensity",
+        "How strong (and visible) the protection is",
+        _choice(INTENSITIES),
+        "default",
+        flags,
+    )
+    procedure.add_choice_argument(
+        "quality",
+        "_Quality",
+        "More steps protect better but take longer",
+        _choice(QUALITIES),
+        "default",
+        flags,
+    )
     procedure.add_int_argument("steps", "Steps", "Optimisation steps (0: from quality)", 0, 100000, 0, flags)
-    procedure.add_string_argument("models", "Models",
-                                  "Comma-separated encoder names or paths (empty: engine default)", "", flags)
+    procedure.add_string_argument(
+        "models", "Models", "Comma-separated encoder names or paths (empty: engine default)", "", flags
+    )
     procedure.add_int_argument("seed", "Seed", "Random seed (same seed, same result)", 0, 2**31 - 1, 0, flags)
-    procedure.add_file_argument("target", "_Target image",
-                                "Optional reference: a style image, the concept anchor (needed by 'concept') "
-                                "or an edit target", Gimp.FileChooserAction.OPEN, True, None, flags)
+    procedure.add_file_argument(
+        "target",
+        "_Target image",
+        "Optional reference: a style image, the concept anchor (needed by 'concept') or an edit target",
+        Gimp.FileChooserAction.OPEN,
+        True,
+        None,
+        flags,
+    )
 
 
 class FixativeProtect(Gimp.PlugIn):
@@ -462,7 +522,8 @@ class FixativeProtect(Gimp.PlugIn):
                 "Writes a PNG (or JPEG for .jpg/.jpeg names) whose pixels carry Fixative's protection "
                 "against style mimicry, concept poisoning or AI edits. Needs the Fixative engine "
                 "(fixative serve).",
-                name)
+                name,
+            )
             procedure.set_mime_types("image/png,image/jpeg")
             procedure.set_extensions("png,jpg,jpeg")
             # Plain PNG/JPEG exporters keep priority when the type is chosen by extension.
@@ -477,7 +538,8 @@ class FixativeProtect(Gimp.PlugIn):
                 "Protect the active layer with Fixative",
                 "Adds a protected copy of the active layer above it (the original stays untouched; "
                 "one undo step removes it). Needs the Fixative engine (fixative serve).",
-                name)
+                name,
+            )
         procedure.set_attribution("Fixative contributors", "Fixative contributors", "2025")
         add_protection_arguments(procedure)
         return procedure

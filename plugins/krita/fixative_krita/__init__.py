@@ -19,5 +19,6 @@ if krita is not None and hasattr(krita, "Krita") and krita.Krita.instance() is n
 
     _app = krita.Krita.instance()
     _app.addExtension(FixativeExtension(_app))
-    _app.addDockWidgetFactory(krita.DockWidgetFactory(DOCKER_ID, krita.DockWidgetFactoryBase.DockRight,
-                                                      FixativeDockWidget))
+    _app.addDockWidgetFactory(
+        krita.DockWidgetFactory(DOCKER_ID, krita.DockWidgetFactoryBase.DockRight, FixativeDockWidget)
+    )

@@ -87,4 +87,4 @@ def rgba_from_image_bytes(data: bytes) -> tuple[int, int, bytes]:
     stride = image.bytesPerLine()
     if stride == width * 4:
         return width, height, raw[: width * height * 4]
-    return width, height, b"".join(raw[row * stride: row * stride + width * 4] for row in range(height))
+    return width, height, b"".join(raw[row * stride : row * stride + width * 4] for row in range(height))

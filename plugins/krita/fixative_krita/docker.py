@@ -14,8 +14,9 @@ class FixativeDockWidget(DockWidget):
         self.setWindowTitle("Fixative")
         owner = extension_module.instance()
         if owner is None:  # Krita always creates extensions first; say so rather than crash if not
-            self.setWidget(QLabel("Fixative failed to load; see Settings → Manage Resources → "
-                                  "Python Plugins."))
+            self.setWidget(
+                QLabel("Fixative failed to load; see Settings → Manage Resources → Python Plugins.")
+            )
             return
         from .ui import FixativeDocker
 

@@ -19,16 +19,19 @@ except ImportError:  # running from a source checkout with the engine installed 
     except ImportError:  # pragma: no cover - reported to the user by engine_status/ProtectJob
         client = None
 
-NOT_INSTALLED_HELP = ("The Fixative engine is not installed for this user. In a terminal run "
-                      "`pip install fixative` and then `fixative install krita`, and restart Krita.")
+NOT_INSTALLED_HELP = (
+    "The Fixative engine is not installed for this user. In a terminal run "
+    "`pip install fixative` and then `fixative install krita`, and restart Krita."
+)
 
 FINISHED = ("done", "failed", "cancelled")
 
 
 def _client_module():
     if client is None:
-        raise RuntimeError("fixative_client.py is missing from the plug-in; "
-                           "run `fixative install krita` again")
+        raise RuntimeError(
+            "fixative_client.py is missing from the plug-in; run `fixative install krita` again"
+        )
     return client
 
 
@@ -40,8 +43,14 @@ def default_client_factory():
 class ProtectJob:
     """One protection request running on a worker thread; the GUI polls ``snapshot()``."""
 
-    def __init__(self, image_bytes: bytes, options: dict, filename: str = "image.png",
-                 client_factory: Callable[[], object] | None = None, mask: bytes | None = None) -> None:
+    def __init__(
+        self,
+        image_bytes: bytes,
+        options: dict,
+        filename: str = "image.png",
+        client_factory: Callable[[], object] | None = None,
+        mask: bytes | None = None,
+    ) -> None:
         self.image_bytes = image_bytes
         self.mask = mask  # PNG, white where the engine may change pixels
         self.options = dict(options)
@@ -50,8 +59,15 @@ class ProtectJob:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state = {"state": "starting", "progress": 0.0, "step": 0, "total": 0, "eta": None,
-                       "message": "Starting the Fixative engine…", "error": None}
+        self._state = {
+            "state": "starting",
+            "progress": 0.0,
+            "step": 0,
+            "total": 0,
+            "eta": None,
+            "message": "Starting the Fixative engine…",
+            "error": None,
+        }
         self.result_bytes: bytes | None = None
         self.report: dict | None = None
         self.started_at = time.monotonic()
@@ -107,9 +123,14 @@ class ProtectJob:
                 return
             self._update(state="running", message="Protecting…")
             extra = {"mask": self.mask} if self.mask is not None else {}
-            data, report = engine.protect(self.image_bytes, options=self.options, filename=self.filename,
-                                          on_progress=self._on_progress, should_cancel=self._cancel.is_set,
-                                          **extra)
+            data, report = engine.protect(
+                self.image_bytes,
+                options=self.options,
+                filename=self.filename,
+                on_progress=self._on_progress,
+                should_cancel=self._cancel.is_set,
+                **extra,
+            )
         except Exception as exc:  # the worker must always end in a state the GUI can show
             if self._cancel.is_set():
                 self._update(state="cancelled", message="Cancelled; nothing was changed.")
@@ -148,8 +169,9 @@ def format_eta(seconds: float) -> str:
 class EngineStatus:
     """'running / not running / not installed' for the docker, found on a worker thread."""
 
-    def __init__(self, discover: Callable[[], object] | None = None,
-                 engine_recorded: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self, discover: Callable[[], object] | None = None, engine_recorded: Callable[[], bool] | None = None
+    ) -> None:
         self._discover = discover
         self._engine_recorded = engine_recorded
         self._lock = threading.Lock()
@@ -190,8 +212,11 @@ class EngineStatus:
                     version = ""
                 self.set("running", f"Engine running{' (' + version + ')' if version else ''}.")
             elif recorded():
-                self.set("stopped", "Engine not running; it starts by itself when you protect (takes a few "
-                                    "seconds the first time).")
+                self.set(
+                    "stopped",
+                    "Engine not running; it starts by itself when you protect (takes a few "
+                    "seconds the first time).",
+                )
             else:
                 self.set("missing", NOT_INSTALLED_HELP)
         except Exception as exc:

@@ -49,7 +49,7 @@ class Capture:
         canvas = bytearray(self.width * self.height)
         for row in range(h):
             start = (y + row) * self.width + x
-            canvas[start: start + w] = self.mask[row * w: (row + 1) * w]
+            canvas[start : start + w] = self.mask[row * w : (row + 1) * w]
         return bytes(canvas)
 
 
@@ -86,8 +86,10 @@ def capture(document, source: str = "image") -> Capture:
             raise OperationError("Select a layer first (or protect the whole image).")
         model, depth, profile = node.colorModel(), node.colorDepth(), node.colorProfile()
         if pixels.needs_krita_conversion(model, profile):
-            raise OperationError(f"The active layer is {model} ({profile}); convert it to RGB/sRGB "
-                                 "or protect the whole image instead.")
+            raise OperationError(
+                f"The active layer is {model} ({profile}); convert it to RGB/sRGB "
+                "or protect the whole image instead."
+            )
         reader = node.pixelData if node.type() == "paintlayer" else node.projectionPixelData
         converted = pixels.to_rgba8(bytes(reader(0, 0, width, height)), width, height, model, depth, profile)
         notes = converted.notes
@@ -95,28 +97,40 @@ def capture(document, source: str = "image") -> Capture:
     else:
         model, depth, profile = document.colorModel(), document.colorDepth(), document.colorProfile()
         if pixels.needs_krita_conversion(model, profile):
-            rgba = pixels.to_rgba8(_krita_converted_projection(document, width, height), width, height,
-                                   "RGBA", "U8", pixels.SRGB_PROFILE).rgba
+            rgba = pixels.to_rgba8(
+                _krita_converted_projection(document, width, height),
+                width,
+                height,
+                "RGBA",
+                "U8",
+                pixels.SRGB_PROFILE,
+            ).rgba
             depth_name = pixels.DEPTH_NAMES.get(depth, depth)
-            notes = [f"the image is {model}/{depth_name} ({profile}); Krita converted a copy to 8-bit sRGB "
-                     "for the engine, so colours may shift slightly"]
+            notes = [
+                f"the image is {model}/{depth_name} ({profile}); Krita converted a copy to 8-bit sRGB "
+                "for the engine, so colours may shift slightly"
+            ]
         else:
-            converted = pixels.to_rgba8(bytes(document.pixelData(0, 0, width, height)), width, height,
-                                        model, depth, profile)
+            converted = pixels.to_rgba8(
+                bytes(document.pixelData(0, 0, width, height)), width, height, model, depth, profile
+            )
             rgba, notes = converted.rgba, converted.notes
     region, mask = (0, 0, width, height), None
     selection = document.selection()
     if selection is not None and selection.width() > 0 and selection.height() > 0:
-        region = _intersect(selection.x(), selection.y(), selection.width(), selection.height(),
-                            width, height)
+        region = _intersect(
+            selection.x(), selection.y(), selection.width(), selection.height(), width, height
+        )
         if region[2] == 0 or region[3] == 0:
-            raise OperationError("The selection is outside the image; clear it or select part of the "
-                                 "artwork.")
+            raise OperationError(
+                "The selection is outside the image; clear it or select part of the artwork."
+            )
         mask = bytes(selection.pixelData(*region))
         if mask.count(0) == len(mask):
             raise OperationError("The selection is empty; clear it or select part of the artwork.")
-        notes.append(f"only the selection ({region[2]}×{region[3]} px at {region[0]},{region[1]}) "
-                     "was protected")
+        notes.append(
+            f"only the selection ({region[2]}×{region[3]} px at {region[0]},{region[1]}) was protected"
+        )
     return Capture(width, height, rgba, region, mask, notes, node)
 
 
@@ -217,15 +231,21 @@ class Controller:
             image = captured.region_rgba()
         payload = pngio.encode(image, w, h, keep_alpha=not pixels.is_opaque(image))
         name = os.path.splitext(os.path.basename(document.fileName() or "artwork"))[0] + ".png"
-        job = ProtectJob(payload, settings.engine_options(output_format), filename=name,
-                         client_factory=self.client_factory, mask=mask)
+        job = ProtectJob(
+            payload,
+            settings.engine_options(output_format),
+            filename=name,
+            client_factory=self.client_factory,
+            mask=mask,
+        )
         operation = Operation(kind, document, captured, settings, job, notes=list(captured.notes))
         self.current = operation
         job.start()
         return operation
 
-    def start_export(self, document, output_path: str, settings: ProtectSettings,
-                     overwrite: bool = False) -> Operation:
+    def start_export(
+        self, document, output_path: str, settings: ProtectSettings, overwrite: bool = False
+    ) -> Operation:
         output_path = os.path.abspath(os.path.expanduser(output_path))
         extension = os.path.splitext(output_path)[1].lower().lstrip(".")
         extension = {"jpeg": "jpg", "tiff": "tif"}.get(extension, extension)
@@ -278,8 +298,10 @@ class Controller:
         width, height, protected = decode_image(operation.job.result_bytes or b"")
         if operation.kind == "export":  # the engine got the whole canvas
             if (width, height) != (captured.width, captured.height):
-                raise OperationError(f"the engine returned {width}×{height} px for a "
-                                     f"{captured.width}×{captured.height} px image")
+                raise OperationError(
+                    f"the engine returned {width}×{height} px for a "
+                    f"{captured.width}×{captured.height} px image"
+                )
             protected = pixels.crop(protected, width, x, y, w, h)
         elif (width, height) != (w, h):
             raise OperationError(f"the engine returned {width}×{height} px for a {w}×{h} px request")
@@ -315,8 +337,11 @@ class Controller:
         label = f"{LAYER_SUFFIX} ({operation.settings.method})"
         layer = document.createNode(label, "paintlayer")
         profile = document.colorProfile()
-        if (document.colorModel(), document.colorDepth()) != ("RGBA", "U8") or \
-                not pixels.is_srgb_family(profile) or pixels.is_linear_profile(profile):
+        if (
+            (document.colorModel(), document.colorDepth()) != ("RGBA", "U8")
+            or not pixels.is_srgb_family(profile)
+            or pixels.is_linear_profile(profile)
+        ):
             layer.setColorSpace("RGBA", "U8", pixels.SRGB_PROFILE)
             operation.notes.append("the new layer is 8-bit sRGB so the protection is stored exactly as made")
         layer.setPixelData(pixels.rgba8_to_bgra8(protected), x, y, w, h)

@@ -80,8 +80,9 @@ def _float_values(data: bytes, depth: str) -> array | list:
     return struct.unpack(f"{order}{count}e", data)
 
 
-def _to_unit8(data: bytes, depth: str, linear: bool, channel_count: int, alpha_index: int,
-              notes: list[str]) -> bytes:
+def _to_unit8(
+    data: bytes, depth: str, linear: bool, channel_count: int, alpha_index: int, notes: list[str]
+) -> bytes:
     """Every channel as 8-bit (colour channels through the sRGB curve when ``linear``), same order."""
     if depth == "U8":
         return bytes(data)
@@ -106,8 +107,9 @@ def _to_unit8(data: bytes, depth: str, linear: bool, channel_count: int, alpha_i
     return bytes(out)
 
 
-def _to_unit8_numpy(data: bytes, depth: str, linear: bool, channel_count: int, alpha_index: int,
-                    notes: list[str]) -> bytes:
+def _to_unit8_numpy(
+    data: bytes, depth: str, linear: bool, channel_count: int, alpha_index: int, notes: list[str]
+) -> bytes:
     if depth == "U16":
         values = np.frombuffer(data, dtype=np.uint16).astype(np.uint32)
         return ((values * 255 + 32767) // 65535).astype(np.uint8).tobytes()
@@ -149,8 +151,10 @@ def to_rgba8(data: bytes, width: int, height: int, model: str, depth: str, profi
     notes: list[str] = []
     linear = depth in ("F16", "F32") and is_linear_profile(profile)
     if depth != "U8":
-        notes.append(f"the document is {DEPTH_NAMES[depth]}; the engine works in 8-bit, so the protected "
-                     "pixels are 8-bit sRGB")
+        notes.append(
+            f"the document is {DEPTH_NAMES[depth]}; the engine works in 8-bit, so the protected "
+            "pixels are 8-bit sRGB"
+        )
     if linear:
         notes.append(f"linear-light colours ({profile}) were converted to sRGB")
     elif not is_srgb_family(profile):
@@ -185,7 +189,7 @@ def is_opaque(rgba: bytes) -> bool:
 def crop(rgba: bytes, width: int, x: int, y: int, w: int, h: int) -> bytes:
     """The (x, y, w, h) rectangle of a tightly packed RGBA8 image."""
     row = width * 4
-    return b"".join(rgba[(y + r) * row + x * 4: (y + r) * row + (x + w) * 4] for r in range(h))
+    return b"".join(rgba[(y + r) * row + x * 4 : (y + r) * row + (x + w) * 4] for r in range(h))
 
 
 def paste(rgba: bytes, width: int, patch: bytes, x: int, y: int, w: int, h: int) -> bytes:
@@ -194,7 +198,7 @@ def paste(rgba: bytes, width: int, patch: bytes, x: int, y: int, w: int, h: int)
     row = width * 4
     for r in range(h):
         start = (y + r) * row + x * 4
-        out[start: start + w * 4] = patch[r * w * 4: (r + 1) * w * 4]
+        out[start : start + w * 4] = patch[r * w * 4 : (r + 1) * w * 4]
     return bytes(out)
 
 

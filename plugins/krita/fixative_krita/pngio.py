@@ -28,9 +28,9 @@ def chunks(data: bytes) -> list[tuple[bytes, bytes]]:
         raise PngError("not a PNG file")
     found, offset = [], len(SIGNATURE)
     while offset + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[offset: offset + 4])
-        kind = data[offset + 4: offset + 8]
-        found.append((kind, data[offset + 8: offset + 8 + length]))
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        found.append((kind, data[offset + 8 : offset + 8 + length]))
         offset += 12 + length
         if kind == b"IEND":
             break
@@ -42,8 +42,9 @@ def metadata_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return [(kind, payload) for kind, payload in chunks(data) if kind in CARRIED_CHUNKS]
 
 
-def encode(rgba: bytes, width: int, height: int, extra: list[tuple[bytes, bytes]] = (),
-           keep_alpha: bool = True) -> bytes:
+def encode(
+    rgba: bytes, width: int, height: int, extra: list[tuple[bytes, bytes]] = (), keep_alpha: bool = True
+) -> bytes:
     """An 8-bit RGBA (or RGB when ``keep_alpha`` is false) PNG; ``extra`` chunks go before the pixels."""
     if len(rgba) != width * height * 4:
         raise PngError(f"expected {width * height * 4} bytes of RGBA, got {len(rgba)}")
@@ -54,7 +55,7 @@ def encode(rgba: bytes, width: int, height: int, extra: list[tuple[bytes, bytes]
         rgb[0::3], rgb[1::3], rgb[2::3] = rgba[0::4], rgba[1::4], rgba[2::4]
         pixels, channels, colour_type = bytes(rgb), 3, 2
     stride = width * channels
-    raw = b"".join(b"\x00" + pixels[row * stride: (row + 1) * stride] for row in range(height))
+    raw = b"".join(b"\x00" + pixels[row * stride : (row + 1) * stride] for row in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     body = [_chunk(b"IHDR", header)]
     body += [_chunk(kind, payload) for kind, payload in extra if kind not in (b"IHDR", b"IDAT", b"IEND")]
@@ -66,7 +67,7 @@ def encode_grey(values: bytes, width: int, height: int) -> bytes:
     """An 8-bit greyscale PNG (the selection mask the engine takes: white where pixels may change)."""
     if len(values) != width * height:
         raise PngError(f"expected {width * height} grey bytes, got {len(values)}")
-    raw = b"".join(b"\x00" + values[row * width: (row + 1) * width] for row in range(height))
+    raw = b"".join(b"\x00" + values[row * width : (row + 1) * width] for row in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
 
@@ -90,15 +91,16 @@ def decode(data: bytes) -> tuple[int, int, bytes]:
     width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", parts[0][1])
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour_type)
     if bit_depth != 8 or channels is None or interlace:
-        raise PngError(f"unsupported PNG (bit depth {bit_depth}, colour type {colour_type}, "
-                       f"interlace {interlace})")
+        raise PngError(
+            f"unsupported PNG (bit depth {bit_depth}, colour type {colour_type}, interlace {interlace})"
+        )
     raw = zlib.decompress(b"".join(payload for kind, payload in parts if kind == b"IDAT"))
     stride = width * channels
     previous = bytearray(stride)
     rows = []
     for row in range(height):
         start = row * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1: start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up = previous[i]

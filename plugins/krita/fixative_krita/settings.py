@@ -6,9 +6,11 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 GROUP = "fixative"
-METHODS = (("style", "Style cloak (against style mimicry)"),
-           ("concept", "Concept poison (against training)"),
-           ("edit", "Edit shield (against img2img edits)"))
+METHODS = (
+    ("style", "Style cloak (against style mimicry)"),
+    ("concept", "Concept poison (against training)"),
+    ("edit", "Edit shield (against img2img edits)"),
+)
 INTENSITIES = ("low", "default", "high")
 QUALITIES = ("fast", "default", "slow")
 FORMATS = ("png", "jpg", "webp", "tif")
@@ -27,8 +29,13 @@ class ProtectSettings:
 
     def engine_options(self, output_format: str | None = None) -> dict:
         """The options the engine server understands (same keys as ``fixative.protect``)."""
-        options = {"method": self.method, "intensity": self.intensity, "quality": self.quality,
-                   "format": output_format or "png", "seed": 0}
+        options = {
+            "method": self.method,
+            "intensity": self.intensity,
+            "quality": self.quality,
+            "format": output_format or "png",
+            "seed": 0,
+        }
         if self.steps > 0:
             options["steps"] = int(self.steps)
         return options
@@ -36,8 +43,13 @@ class ProtectSettings:
     def validated(self) -> ProtectSettings:
         """Unknown values (a hand-edited kritarc, an older version) fall back to defaults, never crash."""
         default = ProtectSettings()
-        choices = {"method": [m for m, _ in METHODS], "intensity": INTENSITIES, "quality": QUALITIES,
-                   "output_format": FORMATS, "source": [s for s, _ in SOURCES]}
+        choices = {
+            "method": [m for m, _ in METHODS],
+            "intensity": INTENSITIES,
+            "quality": QUALITIES,
+            "output_format": FORMATS,
+            "source": [s for s, _ in SOURCES],
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 setattr(self, name, getattr(default, name))
@@ -54,8 +66,11 @@ def load(app) -> ProtectSettings:
     for item in fields(ProtectSettings):
         default = getattr(ProtectSettings(), item.name)
         raw = app.readSetting(GROUP, item.name, str(default))
-        values[item.name] = int(raw) if isinstance(default, int) and str(raw).strip().lstrip("-").isdigit() \
+        values[item.name] = (
+            int(raw)
+            if isinstance(default, int) and str(raw).strip().lstrip("-").isdigit()
             else (default if isinstance(default, int) else raw)
+        )
     return ProtectSettings(**values).validated()
 
 

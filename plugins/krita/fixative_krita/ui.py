@@ -63,9 +63,13 @@ class SettingsForm(QWidget):
 
     def settings(self) -> ProtectSettings:
         return ProtectSettings(
-            method=self.method.currentData(), intensity=self.intensity.currentData(),
-            quality=self.quality.currentData(), source=self.source.currentData(), steps=self.steps.value(),
-            output_format=self._base.output_format, output_dir=self._base.output_dir,
+            method=self.method.currentData(),
+            intensity=self.intensity.currentData(),
+            quality=self.quality.currentData(),
+            source=self.source.currentData(),
+            steps=self.steps.value(),
+            output_format=self._base.output_format,
+            output_dir=self._base.output_dir,
         ).validated()
 
 
@@ -89,12 +93,16 @@ class ExportDialog(QDialog):
         row.addWidget(browse)
         layout.addWidget(QLabel("Save the protected copy as:"))
         layout.addLayout(row)
-        hint = QLabel("The original document is never changed. JPEG/WebP compression is part of the "
-                      "optimisation only at Default or Slow quality.")
+        hint = QLabel(
+            "The original document is never changed. JPEG/WebP compression is part of the "
+            "optimisation only at Default or Slow quality."
+        )
         hint.setWordWrap(True)
         layout.addWidget(hint)
-        buttons = QDialogButtonBox(enum(QDialogButtonBox, "StandardButton", "Ok")
-                                   | enum(QDialogButtonBox, "StandardButton", "Cancel"))
+        buttons = QDialogButtonBox(
+            enum(QDialogButtonBox, "StandardButton", "Ok")
+            | enum(QDialogButtonBox, "StandardButton", "Cancel")
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
@@ -106,8 +114,9 @@ class ExportDialog(QDialog):
             self.path.setText(f"{root}.{self.fmt.currentData()}")
 
     def _browse(self) -> None:
-        chosen, _ = QFileDialog.getSaveFileName(self, "Save protected copy", self.path.text(),
-                                                "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff)")
+        chosen, _ = QFileDialog.getSaveFileName(
+            self, "Save protected copy", self.path.text(), "Images (*.png *.jpg *.jpeg *.webp *.tif *.tiff)"
+        )
         if chosen:
             self.path.setText(chosen)
             self.overwrite_confirmed = os.path.exists(chosen)  # the file dialog asked already
@@ -162,8 +171,14 @@ class FixativeDocker(QWidget):
         self.preview = QLabel()
         self.preview.setAlignment(enum(Qt, "AlignmentFlag", "AlignCenter"))
         self.preview_caption = QLabel("")
-        for widget in (self.message, self.engine, self.summary, self.notes, self.preview_caption,
-                       self.preview):
+        for widget in (
+            self.message,
+            self.engine,
+            self.summary,
+            self.notes,
+            self.preview_caption,
+            self.preview,
+        ):
             layout.addWidget(widget)
         layout.addStretch(1)
         extension.controller.listeners.append(self._finished)
@@ -246,9 +261,14 @@ class FixativeDocker(QWidget):
             self.preview_caption.setText("")
             return
         self.preview_caption.setText(caption)
-        self.preview.setPixmap(picture.scaled(self.PREVIEW_SIZE, self.PREVIEW_SIZE,
-                                              enum(Qt, "AspectRatioMode", "KeepAspectRatio"),
-                                              enum(Qt, "TransformationMode", "SmoothTransformation")))
+        self.preview.setPixmap(
+            picture.scaled(
+                self.PREVIEW_SIZE,
+                self.PREVIEW_SIZE,
+                enum(Qt, "AspectRatioMode", "KeepAspectRatio"),
+                enum(Qt, "TransformationMode", "SmoothTransformation"),
+            )
+        )
 
 
 def remember_dialog_choices(app, dialog: ExportDialog) -> ProtectSettings:

@@ -9,8 +9,9 @@ The sequential stacks come from Fixative's builder, which follows the same refer
 from __future__ import annotations
 
 import torch
-from fixative.models.taesd import build_decoder, build_encoder
 from torch import nn
+
+from fixative.models.taesd import build_decoder, build_encoder
 
 
 class TAESD(nn.Module):
