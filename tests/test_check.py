@@ -327,3 +327,56 @@ def test_run_check_returns_pictures_for_the_report(protected_files):
     )
     assert visuals.original is not None and visuals.protected.shape == visuals.original.shape
     assert visuals.model_sees_protected is not None and visuals.model_sees_protected.shape[0] == 3
+
+
+def test_noisy_upscaling_runs_with_a_local_upscaler(tmp_path):
+    """A tiny random x4 upscaler pipeline stands in for stabilityai's: the real code path runs end to end."""
+    pytest.importorskip("transformers")
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        DDPMScheduler,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+
+    from fixative.check.purify import noisy_upscale
+
+    from .conftest import tiny_text_stack
+
+    torch.manual_seed(0)
+    tokenizer, text_encoder = tiny_text_stack(tmp_path)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=7,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        num_class_embeds=100,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 32, 64],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        latent_channels=4,
+        norm_num_groups=32,
+    )
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(),
+        scheduler=DDIMScheduler(prediction_type="v_prediction"),
+        max_noise_level=350,
+    )
+    folder = tmp_path / "x4"
+    pipe.save_pretrained(folder)
+    image = torch.rand(3, 64, 48)
+    out = noisy_upscale(image, upscaler=folder, steps=2)
+    assert out.shape == image.shape and 0 <= float(out.min()) <= float(out.max()) <= 1

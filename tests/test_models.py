@@ -141,3 +141,85 @@ def test_pickled_code_is_refused(tmp_path):
     torch.save({"0.weight": Evil()}, bad)
     with pytest.raises(ModelNotFoundError):
         resolve(str(bad))
+
+
+def _to_ldm(state: dict[str, torch.Tensor], n_blocks: int) -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderKL keys -> original LDM keys (what a full SD checkpoint holds)."""
+    import re
+
+    attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out = {}
+    for key, value in state.items():
+        new = key.replace("conv_norm_out", "norm_out").replace("conv_shortcut", "nin_shortcut")
+        new = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)", r"encoder.down.\1.block.\2", new)
+        new = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0", r"encoder.down.\1.downsample", new)
+        new = re.sub(r"\.mid_block\.resnets\.(\d+)", lambda m: f".mid.block_{int(m[1]) + 1}", new)
+        if m := re.match(r"decoder\.up_blocks\.(\d+)\.(.*)", new):
+            rest = m[2].replace("resnets.", "block.").replace("upsamplers.0", "upsample")
+            new = f"decoder.up.{n_blocks - 1 - int(m[1])}.{rest}"
+        if m := re.match(
+            r"(\w+)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(\w+)", new
+        ):
+            new = f"{m[1]}.mid.attn_1.{attn[m[2]]}.{m[3]}"
+            if m[3] == "weight" and value.ndim == 2:
+                value = value[:, :, None, None]
+        out[new] = value
+    return out
+
+
+def test_full_sd_checkpoint_in_ldm_layout_loads_offline(tmp_path):
+    """A whole SD checkpoint (first_stage_model.* beside the UNet) converts offline, encodes identically."""
+    from diffusers import AutoencoderKL
+
+    from .conftest import tiny_kl_config
+
+    torch.manual_seed(1)
+    model = AutoencoderKL(**tiny_kl_config())
+    ldm = {f"first_stage_model.{k}": v.contiguous() for k, v in _to_ldm(model.state_dict(), 2).items()}
+    ldm["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(4, 4, 3, 3)
+    file = tmp_path / "v1-5-tiny.safetensors"
+    save_file(ldm, str(file))
+    entry = resolve(str(file))
+    assert entry.family == "sd" and entry.details["format"] == "ldm-file"
+    enc = load_encoders([entry], cache=None)[0]
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model.encode(x * 2 - 1).latent_dist.mean * 0.18215
+        assert torch.allclose(enc(x), expected, atol=1e-5)
+        assert torch.allclose(
+            enc.decode(enc(x)), ((model.decode(expected / 0.18215).sample + 1) / 2).clamp(0, 1), atol=1e-4
+        )
+
+
+def test_hub_id_resolves_from_the_local_cache_offline(tmp_path, monkeypatch, tiny_kl):
+    """A hub id is found in the Hugging Face cache without network (HF_HUB_OFFLINE=1 in tests)."""
+    folder, _ = tiny_kl
+    snapshot = tmp_path / "hub" / "models--someone--tiny-sd" / "snapshots" / "0123abcd"
+    (snapshot / "vae").mkdir(parents=True)
+    for item in folder.iterdir():
+        (snapshot / "vae" / item.name).write_bytes(item.read_bytes())
+    (tmp_path / "hub" / "models--someone--tiny-sd" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--tiny-sd" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    entry = resolve("someone/tiny-sd")
+    assert entry.kind == "kl" and entry.details["hub_id"] == "someone/tiny-sd"
+    assert load_encoders([entry], cache=None)[0].latent_channels == 4
+    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache"):
+        resolve("someone/absent-model")
+
+
+def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
+    _, model = tiny_kl
+    file = tmp_path / "encoder_only_vae.safetensors"
+    state = {
+        k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(("encoder.", "quant_conv"))
+    }
+    save_file(state, str(file))
+    enc = load_encoders([str(file)], cache=None)[0]
+    assert not enc.has_decoder  # never a randomly initialised decoder posing as "what the model sees"
+    assert enc(torch.rand(1, 3, 32, 32)).shape == (1, 4, 16, 16)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,8 @@ import torch
 import fixative
 from fixative.target import TargetRequest, make_target
 from fixative.target.styles import STYLES
+
+from .conftest import tiny_text_stack
 
 
 def _art(small_artwork, size=(64, 48)) -> torch.Tensor:
@@ -49,34 +49,9 @@ def test_style_image_moves_latent_statistics(taef2, small_artwork, anchor_path):
 def _tiny_pipeline(folder):
     """A tiny random Stable Diffusion pipeline saved as a local diffusers folder (no download)."""
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(0)
-    printable = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    chars = [chr(b) for b in printable] + [
-        chr(256 + i) for i in range(256 - len(printable))
-    ]  # GPT-2 byte map
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    tok_dir = folder / "tok"
-    tok_dir.mkdir(parents=True)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab))
-    (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=16)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=16,
-            bos_token_id=len(vocab) - 2,
-            eos_token_id=len(vocab) - 1,
-            pad_token_id=len(vocab) - 1,
-        )
-    )
+    tokenizer, text_encoder = tiny_text_stack(folder)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,

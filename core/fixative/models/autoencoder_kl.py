@@ -193,11 +193,12 @@ class AutoencoderKLFamily:
 
         fmt = entry.details.get("format")
         name = entry.details.get("hub_id") or Path(entry.source).name
+        has_decoder = True
         try:
             if fmt == "folder":
                 vae = AutoencoderKL.from_pretrained(entry.source, local_files_only=True)
             else:
-                vae = self._from_single_file(Path(entry.source), entry)
+                vae, has_decoder = self._from_single_file(Path(entry.source), entry)
         except ModelNotFoundError:
             raise
         except Exception as exc:
@@ -208,11 +209,16 @@ class AutoencoderKLFamily:
         if fmt != "folder" and scaling is not None:
             vae.register_to_config(scaling_factor=scaling, shift_factor=shift or None)
         vae.requires_grad_(False)
-        return wrap(vae, entry.family, name, entry.source, with_decoder).to(device=device, dtype=dtype)
+        encoder = wrap(vae, entry.family, name, entry.source, with_decoder and has_decoder)
+        return encoder.to(device=device, dtype=dtype)
 
     @staticmethod
     def _from_single_file(path: Path, entry: ModelEntry):
-        """Offline single-file load: convert LDM keys with diffusers' own converter, infer the config."""
+        """Offline single-file load: convert LDM keys with diffusers' own converter, infer the config.
+
+        Returns the VAE and whether the file held a whole decoder (an encoder-only file gets none, never
+        a randomly initialised one).
+        """
         from diffusers import AutoencoderKL
 
         state = read_state_dict(path)
@@ -242,10 +248,11 @@ class AutoencoderKLFamily:
         config = config_from_diffusers_keys({k: tuple(v.shape) for k, v in state.items()})
         vae = AutoencoderKL(**config)
         missing, unexpected = vae.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("decoder.")]  # an encoder-only file is fine
+        decoder_missing = any(k.startswith(("decoder.", "post_quant_conv")) for k in missing)
+        missing = [k for k in missing if not k.startswith(("decoder.", "post_quant_conv"))]
         if missing or unexpected:
             raise ModelNotFoundError(
                 f"{path.name}: weights do not fit AutoencoderKL "
                 f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
             )
-        return vae
+        return vae, not decoder_missing
