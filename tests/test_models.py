@@ -223,3 +223,9 @@ def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
     enc = load_encoders([str(file)], cache=None)[0]
     assert not enc.has_decoder  # never a randomly initialised decoder posing as "what the model sees"
     assert enc(torch.rand(1, 3, 32, 32)).shape == (1, 4, 16, 16)
+
+
+def test_full_vaes_get_smaller_tiles(taef2, tiny_kl):
+    folder, _ = tiny_kl
+    assert taef2.tile == 512
+    assert load_encoders([str(folder)], cache=None)[0].tile == 256  # keeps a 4096² image within 4 GB

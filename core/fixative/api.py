@@ -64,7 +64,7 @@ def protect(
     optimizer: str = "pgd",
     lpips_weight: float | None = None,
     texture_aware: bool = True,
-    tile: int = features.DEFAULT_TILE,
+    tile: int | None = None,
     device: str | torch.device | None = "cpu",
     dtype: str | torch.dtype | None = "fp32",
     seed: int = 0,
@@ -76,7 +76,8 @@ def protect(
 
     ``method`` is "style" (cloak), "concept" (poison, with ``target`` anchor image and ``concept``
     caption) or "edit" (shield). ``target`` is a user image (style image, anchor, or edit target).
-    ``mask`` (H, W) in 0..1 limits where the perturbation may go.
+    ``mask`` (H, W) in 0..1 limits where the perturbation may go. ``tile`` bounds memory (default: 512 px
+    for tiny autoencoders, 256 px for full VAEs).
     """
     started = time.perf_counter()
     artwork = to_artwork(image)
@@ -94,6 +95,10 @@ def protect(
         raise BadParameterError("lpips weight must be >= 0")
     encoders = load_encoders(models, device=device, dtype=dtype, allow_download=allow_download)
     dev = encoders[0].device
+    if tile is None:  # memory is bounded by the tile: the hungriest encoder of the ensemble decides
+        tile = min(getattr(e, "tile", features.DEFAULT_TILE) for e in encoders)
+    elif tile < 64:
+        raise BadParameterError(f"tile must be at least 64 pixels, got {tile}")
     request = TargetRequest(
         method=method,
         artwork=artwork.rgb,

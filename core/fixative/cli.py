@@ -127,6 +127,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
         dtype=args.precision,
         steps=args.steps,
         optimizer=args.optimizer,
+        tile=args.tile,
         allow_download=args.allow_download,
         progress=on_step,
     )
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", help="local diffusers pipeline folder for img2img/text2img targets")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--optimizer", default="pgd", choices=["pgd", "adam"])
+    p.add_argument(
+        "--tile", type=int, help="tile size in pixels (memory is bounded by it; default per model)"
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
     p.add_argument("--seed", type=int, default=0)

@@ -104,8 +104,16 @@ def wrap(vae, family: str, name: str, source: str, with_decoder: bool = True) ->
     shift = float(cfg.shift_factor or 0.0) if getattr(cfg, "shift_factor", None) is not None else 0.0
     downscale = 2 ** (len(cfg.block_out_channels) - 1)
     decode = KLDecode(vae, scaling, shift) if with_decoder else None
+    # Full VAEs keep 128-512 channels at high resolution: 256-px tiles keep a 4096² image under 4 GB.
     return Encoder(
-        name, family, int(cfg.latent_channels), downscale, KLEncode(vae, scaling, shift), decode, source
+        name,
+        family,
+        int(cfg.latent_channels),
+        downscale,
+        KLEncode(vae, scaling, shift),
+        decode,
+        source,
+        tile=256,
     )
 
 

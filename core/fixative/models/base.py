@@ -52,6 +52,7 @@ class Encoder(nn.Module):
         encode: nn.Module,
         decode: nn.Module | None = None,
         source: str = "",
+        tile: int = 512,
     ) -> None:
         super().__init__()
         self.name = name
@@ -59,6 +60,7 @@ class Encoder(nn.Module):
         self.latent_channels = latent_channels
         self.downscale = downscale
         self.source = source
+        self.tile = tile  # largest tile whose forward+backward stays within a few GB on a CPU
         self.encoder = encode
         self.decoder = decode
         self.requires_grad_(False)
