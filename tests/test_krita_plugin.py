@@ -166,6 +166,7 @@ def test_settings_round_trip_through_krita_and_survive_bad_values(tmp_path):
         "quality": "fast",
         "format": "webp",
         "seed": 0,
+        "preview": True,
         "steps": 12,
     }
 

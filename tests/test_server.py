@@ -138,6 +138,18 @@ def test_result_equals_in_process_protect(server, wave96, taef2_path):
     assert gone.status_code == 404 and "no job" in gone.json()["error"]
 
 
+def test_preview_shows_what_the_model_sees(server, wave96):
+    """Editors ask for ``preview``: the report then carries decode(encode(protected)) as a PNG."""
+    import base64
+
+    response = submit(server, png_bytes(wave96), {"quality": "fast", "steps": 1, "preview": True})
+    job_id = response.json()["id"]
+    assert wait(server, job_id)[-1]["state"] == "done"
+    _, body = decode_result(server, job_id)
+    view = Image.open(io.BytesIO(base64.b64decode(body["report"]["model_view_png_base64"])))
+    assert view.mode == "RGB" and view.size == wave96.size
+
+
 def test_progress_events_stream_to_the_end(server, wave96):
     job_id = submit(server, png_bytes(wave96), {"quality": "fast", "steps": 3}).json()["id"]
     events = []

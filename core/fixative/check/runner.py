@@ -227,8 +227,8 @@ def _verdict(strength: float | None, robustness: list[dict], exact: bool) -> tup
     )
 
 
-def _decode_view(encoder: Encoder, rgb: torch.Tensor) -> torch.Tensor:
-    """decoder(encoder(x)) at a picture-sized resolution."""
+def model_view(encoder: Encoder, rgb: torch.Tensor) -> torch.Tensor:
+    """What the model sees: decoder(encoder(x)) at a picture-sized resolution (hosts show it too)."""
     x = rgb[None].float()
     h, w = x.shape[-2:]
     scale = min(1.0, VIEW_LONGEST / max(h, w))
@@ -410,9 +410,9 @@ def run_check(
             viewer = next((e for e in _decoders_found(device) if e not in primary), None)
         if viewer is not None:
             visuals.decoder_name = viewer.name
-            visuals.model_sees_protected = _decode_view(viewer, p)
+            visuals.model_sees_protected = model_view(viewer, p)
             if orig is not None:
-                visuals.model_sees_original = _decode_view(viewer, orig.rgb)
+                visuals.model_sees_original = model_view(viewer, orig.rgb)
         else:
             notes.append("what the model sees not shown: no decoder on this machine")
 

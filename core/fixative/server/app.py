@@ -51,7 +51,7 @@ PROTECT_OPTIONS = {
     "dtype",
     "seed",
 }
-SERVER_OPTIONS = {"format", "check", "lease_seconds", "jpeg_quality", "device"}
+SERVER_OPTIONS = {"format", "check", "preview", "lease_seconds", "jpeg_quality", "device"}
 
 
 class ApiError(Exception):
@@ -191,6 +191,7 @@ def parse_options(raw: str | None, devices: list[str]) -> dict:
     extras = {
         "output_format": fmt,
         "want_check": bool(options.pop("check", False)),
+        "want_preview": bool(options.pop("preview", False)),
         "lease_seconds": options.pop("lease_seconds", None),
         "jpeg_quality": int(options.pop("jpeg_quality", 95)),
         "device": device,

@@ -64,6 +64,7 @@ class Job:
     output_format: str = "png"
     jpeg_quality: int = 95
     want_check: bool = False
+    want_preview: bool = False  # add "what the model sees" to the report (model_view_png_base64)
     lease_seconds: float | None = None
     device: str | None = None  # None: whichever worker is free first
     state: str = "queued"
@@ -173,6 +174,7 @@ class JobManager:
         output_format: str = "png",
         jpeg_quality: int = 95,
         want_check: bool = False,
+        want_preview: bool = False,
         lease_seconds: float | None = None,
         device: str | None = None,
     ) -> Job:
@@ -194,6 +196,7 @@ class JobManager:
             output_format=output_format,
             jpeg_quality=jpeg_quality,
             want_check=want_check,
+            want_preview=want_preview,
             lease_seconds=lease_seconds,
             device=device,
         )
@@ -353,6 +356,8 @@ class JobManager:
             if job.cancel_event.is_set():
                 raise Cancelled()
             report = dict(result.report, source=job.filename)
+            if job.want_preview:
+                report.update(_model_view(result.rgb, options, device))
             out = result.save(
                 job.folder / f"protected{FORMATS[job.output_format]}",
                 overwrite=True,
@@ -427,6 +432,25 @@ def _mask_array(data: bytes):
 
     artwork = load_bytes(data, "mask")
     return artwork.rgb.mean(dim=0).numpy().astype(np.float32)
+
+
+def _model_view(rgb, options: dict, device: str) -> dict:
+    """The first encoder's decode of the protected image, as a PNG for the editors' previews."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ..check.runner import model_view
+    from ..models import load_encoders
+
+    encoder = load_encoders(options.get("models"), device=device, dtype=options.get("dtype", "fp32"))[0]
+    if not encoder.has_decoder:
+        return {"model_view_note": f"{encoder.name} has no decoder: no 'what the model sees' preview"}
+    pixels = (model_view(encoder, rgb).permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "PNG")
+    return {"model_view_png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 
 def _run_check(path: Path, job: Job, device: str) -> dict | None:

@@ -35,6 +35,7 @@ class ProtectSettings:
             "quality": self.quality,
             "format": output_format or "png",
             "seed": 0,
+            "preview": True,  # the docker shows what the model sees
         }
         if self.steps > 0:
             options["steps"] = int(self.steps)
