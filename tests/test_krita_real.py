@@ -132,7 +132,11 @@ class Driver(Extension):
             op = controller.last
             write(operation=None if op is None else {
                 "state": op.state, "message": op.message, "path": op.result_path, "notes": op.notes,
-                "report": {k: v for k, v in op.report.items() if k in ("strength", "perceptual", "steps")}})
+                "report": {k: v for k, v in op.report.items() if k in ("strength", "perceptual", "steps")},
+                "model_view": "model_view_png_base64" in op.report})
+            docks = [d for d in Krita.instance().dockers() if d.windowTitle() == "Fixative"]
+            bodies = [getattr(d, "body", None) for d in docks]
+            write(docker_preview=[b.preview_caption.text() for b in bodies if b is not None])
         except Exception:
             write(error=traceback.format_exc())
         quit_krita()
@@ -277,6 +281,8 @@ def test_export_action_inside_krita(krita_home, engine, tmp_path, artwork_path):
         assert probe["max_diff"] <= 1, (depth, probe)
     operation = result["operation"]
     assert operation and operation["state"] == "done", operation
+    assert operation["model_view"], "the engine sent no 'what the model sees' preview"
+    assert result["docker_preview"] == ["What the model sees"], result["docker_preview"]
     exported = Path(operation["path"])
     assert exported == out_dir / "wave.protected.png" and exported.is_file()
     protected = Image.open(exported)
