@@ -69,6 +69,26 @@ def _progress_bars(enabled: bool):
     return on_step, close
 
 
+def protect_options(args: argparse.Namespace) -> dict:
+    """The ``protect`` options a command line sets, the same whether run here or by an engine (--server)."""
+    return dict(
+        method=args.method,
+        intensity=args.intensity,
+        quality=args.quality,
+        models=args.model or None,
+        concept=args.concept,
+        anchor=args.anchor,
+        style=args.style,
+        pattern=args.pattern,
+        pipeline=args.pipeline,
+        seed=args.seed,
+        dtype=args.precision,
+        steps=args.steps,
+        optimizer=args.optimizer,
+        tile=args.tile,
+    )
+
+
 def cmd_protect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -112,22 +132,9 @@ def cmd_protect(args: argparse.Namespace) -> int:
     on_step, close_bar = _progress_bars(show)
     reports, failures = [], 0
     options = dict(
-        method=args.method,
-        intensity=args.intensity,
-        quality=args.quality,
-        models=args.model or None,
+        protect_options(args),
         target=args.target,
-        concept=args.concept,
-        anchor=args.anchor,
-        style=args.style,
-        pattern=args.pattern,
-        pipeline=args.pipeline,
-        seed=args.seed,
         device=args.device,
-        dtype=args.precision,
-        steps=args.steps,
-        optimizer=args.optimizer,
-        tile=args.tile,
         allow_download=args.allow_download,
         progress=on_step,
     )

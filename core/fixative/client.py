@@ -302,22 +302,9 @@ def protect_on_server(args, inputs: list[Path], planned: list[Path]) -> int:
     import sys
 
     client = Client(None if args.server == "auto" else args.server)
-    options = dict(
-        method=args.method,
-        intensity=args.intensity,
-        quality=args.quality,
-        models=args.model or None,
-        concept=args.concept,
-        anchor=args.anchor,
-        style=args.style,
-        pattern=args.pattern,
-        pipeline=args.pipeline,
-        seed=args.seed,
-        dtype=args.precision,
-        steps=args.steps,
-        optimizer=args.optimizer,
-        check=bool(args.verify),
-    )
+    from .cli import protect_options
+
+    options = dict(protect_options(args), check=bool(args.verify))
     reports, failures = [], 0
     for source, out in zip(inputs, planned, strict=True):
         try:
