@@ -8,20 +8,22 @@ and starts the engine with the command recorded in ``engine.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import FixativeError
+from .editor_install import (
+    PLUGINS_SOURCE,
+    place_plugin,
+    record_engine_command,
+    require_client,
+    write_atomically,
+)
 
 PLUGIN_NAME = "fixative_krita"
-CLIENT_FILE = "fixative_client.py"
-HOSTS_DIR = Path(__file__).resolve().parent
-# Source checkout / editable install: <repo>/core/fixative/hosts -> <repo>/plugins/krita
-PLUGIN_SOURCE = HOSTS_DIR.parents[2] / "plugins" / "krita"
+PLUGIN_SOURCE = PLUGINS_SOURCE / "krita"
 ENABLE_KEY = f"enable_{PLUGIN_NAME}"
 
 
@@ -55,23 +57,6 @@ def kritarc_path(platform: str | None = None, environ: dict | None = None, home:
     return base / "kritarc"
 
 
-def engine_command() -> list[str]:
-    """This very Python, so the plug-in starts the engine from the environment fixative lives in."""
-    return [sys.executable, "-m", "fixative", "serve", "--ready-line"]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def enable_in_kritarc(text: str, key: str = ENABLE_KEY) -> str:
     """``kritarc`` with ``[python] key=true``; every other line kept byte for byte.
 
@@ -99,22 +84,6 @@ def enable_in_kritarc(text: str, key: str = ENABLE_KEY) -> str:
     return newline.join(lines) + newline
 
 
-def record_engine_command(config_dir: Path) -> Path:
-    """Write ``engine.json`` (keeping keys other installers may have added)."""
-    path = config_dir / "engine.json"
-    data: dict = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-    data["command"] = engine_command()
-    _write_atomically(path, json.dumps(data, indent=2) + "\n")
-    return path
-
-
 def install(
     resource_dir: Path | None = None,
     kritarc: Path | None = None,
@@ -125,38 +94,22 @@ def install(
 
     An earlier install is replaced as a whole; nothing else in ``pykrita`` is touched.
     """
-    from .fixative_client import config_dir as client_config_dir
-
     package, desktop = source / PLUGIN_NAME, source / f"{PLUGIN_NAME}.desktop"
     if not (package / "__init__.py").is_file() or not desktop.is_file():
         raise FixativeError(
             f"Krita plug-in sources not found at {source}; install fixative from a source "
             "checkout (pip install -e <checkout>) and run `fixative install krita` again"
         )
-    client = HOSTS_DIR / CLIENT_FILE
-    if not client.is_file():
-        raise FixativeError(f"engine client {client} is missing; reinstall fixative")
+    require_client()
     resource_dir = Path(resource_dir).expanduser() if resource_dir else krita_resource_dir()
     kritarc = Path(kritarc).expanduser() if kritarc else kritarc_path()
     pykrita = resource_dir / "pykrita"
     try:
-        pykrita.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{PLUGIN_NAME}-", dir=pykrita))
-        try:
-            staged = staging / PLUGIN_NAME
-            skip = shutil.ignore_patterns("__pycache__", "*.pyc", CLIENT_FILE)
-            shutil.copytree(package, staged, ignore=skip)
-            shutil.copy2(client, staged / CLIENT_FILE)
-            target = pykrita / PLUGIN_NAME
-            if target.exists():
-                shutil.rmtree(target)
-            staged.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        place_plugin(package, pykrita, PLUGIN_NAME)
         shutil.copy2(desktop, pykrita / desktop.name)
         existing = kritarc.read_text(encoding="utf-8") if kritarc.exists() else ""
-        _write_atomically(kritarc, enable_in_kritarc(existing))
-        engine = record_engine_command(Path(config_dir) if config_dir else client_config_dir())
+        write_atomically(kritarc, enable_in_kritarc(existing))
+        engine = record_engine_command(config_dir)
     except OSError as exc:
         reason = exc.strerror or exc
         raise FixativeError(f"cannot install the Krita plug-in into {resource_dir}: {reason}") from exc

@@ -1,0 +1,85 @@
+"""What the Krita and GIMP installers share: the engine command, atomic writes, placing a plug-in folder.
+
+Editor plug-ins run in the editor's own Python (no torch): each installed copy carries the
+standard-library client, copied in here at install time (never kept twice in the repo), and starts the
+engine with the command recorded in ``engine.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+CLIENT_FILE = "fixative_client.py"
+HOSTS_DIR = Path(__file__).resolve().parent
+CLIENT = HOSTS_DIR / CLIENT_FILE
+# Source checkout / editable install: <repo>/core/fixative/hosts -> <repo>/plugins
+PLUGINS_SOURCE = HOSTS_DIR.parents[2] / "plugins"
+
+
+def engine_command() -> list[str]:
+    """This very Python, so the plug-in starts the engine from the environment fixative lives in."""
+    return [sys.executable, "-m", "fixative", "serve", "--ready-line"]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file + rename: an interrupted install never leaves a half-written config."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def record_engine_command(config_dir: Path | None = None) -> Path:
+    """Write ``engine.json`` in the client's config folder, keeping keys other installers may have added."""
+    from .fixative_client import config_dir as client_config_dir
+
+    path = Path(config_dir or client_config_dir()) / "engine.json"
+    data: dict = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+    data["command"] = engine_command()
+    write_atomically(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def place_plugin(source: Path, parent: Path, name: str) -> Path:
+    """Copy ``source`` (plus the client) to ``parent/name``, replacing an earlier install as a whole.
+
+    The copy is staged beside the target and renamed into place, so files removed upstream do not linger
+    and nothing else in ``parent`` is touched.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    target = parent / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
+    try:
+        staged = staging / name
+        shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", CLIENT_FILE))
+        shutil.copy2(CLIENT, staged / CLIENT_FILE)
+        if target.exists():
+            shutil.rmtree(target)
+        staged.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def require_client() -> None:
+    from ..errors import FixativeError
+
+    if not CLIENT.is_file():
+        raise FixativeError(f"engine client {CLIENT} is missing; reinstall fixative")
