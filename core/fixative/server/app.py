@@ -11,6 +11,7 @@ import base64
 import io
 import json
 import secrets
+import time
 import warnings
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -467,8 +468,9 @@ def create_app(
                     yield ": keep-alive\n\n"
                 if await request.is_disconnected():
                     return
-                await asyncio.sleep(0.1)
-                quiet += 0.1
+                waited = time.monotonic()
+                await asyncio.to_thread(manager.wait_for_change, job_id, seen, 0.5)  # woken on each step
+                quiet += time.monotonic() - waited
 
         return StreamingResponse(
             stream(),

@@ -242,7 +242,7 @@ class JobManager:
                     self._finish(job, "cancelled", reason)
                 else:
                     job.error = reason
-                    job.version += 1
+                    self._changed(job)
             return job.status()
 
     def delete(self, job_id: str) -> None:
@@ -254,7 +254,7 @@ class JobManager:
                 self._pending.remove(job)
             del self._jobs[job_id]
             running = job.id in self._running
-            job.version += 1
+            self._changed(job)
         if not running:  # a running job's worker removes the folder when it stops
             shutil.rmtree(job.folder, ignore_errors=True)
 
@@ -269,13 +269,25 @@ class JobManager:
             }
 
     # --- internals ------------------------------------------------------------------------------
+    def _changed(self, job: Job) -> None:
+        """Mark a change (lock held) and wake whoever waits on it: event streams, idle workers."""
+        job.version += 1
+        self._lock.notify_all()
+
+    def wait_for_change(self, job_id: str, seen: int, timeout: float) -> None:
+        """Block until the job's version differs from ``seen`` (or it is gone), at most ``timeout`` s."""
+        with self._lock:
+            self._lock.wait_for(
+                lambda: job_id not in self._jobs or self._jobs[job_id].version != seen, timeout
+            )
+
     def _finish(self, job: Job, state: str, error: str | None = None) -> None:
         """Record a final state (lock held) and start the expiry clock."""
         job.state = state
         job.error = error if state != "done" else None
         job.finished = time.time()
         job.expires = time.monotonic() + self.settings.result_ttl
-        job.version += 1
+        self._changed(job)
         for upload in (job.upload, job.target_upload, job.mask_upload):
             upload.unlink(missing_ok=True)
 
@@ -288,7 +300,7 @@ class JobManager:
                     self._running[job.id] = job
                     job.state = "running"
                     job.started = time.time()
-                    job.version += 1
+                    self._changed(job)
                     return job
                 self._lock.wait(0.5)
         return None
@@ -334,7 +346,7 @@ class JobManager:
                     job.first_step_at = time.time()
                 if info.get("strength") is not None:
                     job.strength = round(float(info["strength"]), 4)
-                job.version += 1
+                self._changed(job)
 
         try:
             artwork = load_bytes(job.upload.read_bytes(), job.filename)
