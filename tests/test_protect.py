@@ -224,3 +224,50 @@ def test_tiles_cover_every_pixel(height, width, tile):
         assert t.top % 16 == 0 and t.left % 16 == 0
         covered[t.top : t.top + t.height, t.left : t.left + t.width] += 1
     assert covered.min() >= 1
+
+
+@pytest.mark.skipif(
+    __import__("platform").libc_ver()[0] != "glibc", reason="the allocator tuning is glibc-only"
+)
+def test_freed_memory_is_reused_during_a_run_and_handed_back_after(monkeypatch):
+    """Thresholds raised once for nested runs, restored and trimmed when the last run leaves."""
+    from fixative.optimise import allocator
+
+    calls: list[tuple] = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append(("mallopt", option, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(allocator, "_libc", FakeLibc)
+    with allocator.reuse_freed_memory() as outer:
+        with allocator.reuse_freed_memory() as inner:
+            assert outer and inner
+            assert ("mallopt", allocator._M_MMAP_THRESHOLD, allocator._KEEP_BELOW) in calls
+            assert not any(c[0] == "trim" for c in calls)
+        assert not any(c[0] == "trim" for c in calls)  # the outer run still needs its memory
+    assert calls[-1] == ("trim", 0)
+    assert ("mallopt", allocator._M_MMAP_THRESHOLD, allocator._GLIBC_DEFAULT) in calls
+    assert len([c for c in calls if c[0] == "mallopt"]) == 4  # set twice, restored twice: not per run
+    with allocator.reuse_freed_memory(enabled=False) as active:
+        assert not active
+
+
+def test_run_on_cpu_keeps_freed_memory(monkeypatch, taef2, small_artwork):
+    from fixative.optimise import allocator
+
+    seen = []
+    real = allocator.reuse_freed_memory
+
+    def spy(enabled=True):
+        seen.append(enabled)
+        return real(enabled)
+
+    monkeypatch.setattr("fixative.optimise.loop.reuse_freed_memory", spy)
+    fixative.protect(small_artwork, models=taef2, quality="fast", steps=1)
+    assert seen == [True]

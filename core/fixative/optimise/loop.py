@@ -20,6 +20,7 @@ from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, tile_weight, tiles
 from ..presets import Quality
 from ..target.base import Target
 from . import eot
+from .allocator import reuse_freed_memory
 from .budget import lpips_distance, project
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -183,7 +184,8 @@ def run(
         return epsilon * first * (last / first) ** (i / max(1, n - 1))
 
     def transforms(i: int) -> list:
-        if quality.eot_samples <= 0 or i % max(1, quality.eot_every) != quality.eot_every - 1:
+        every = max(1, quality.eot_every)
+        if quality.eot_samples <= 0 or i < quality.eot_start or (i - quality.eot_start) % every != every - 1:
             return [lambda v: v]  # a clean step: its strength estimate is exact, so early stop can trust it
         return [eot.sample(generator) for _ in range(quality.eot_samples)]
 
@@ -226,22 +228,24 @@ def run(
                 )
         return delta, False
 
-    delta0 = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * lim * quality.random_start
-    delta0 = project(delta0, lim, x)
-    if quality.coarse_steps > 0 and min(x.shape[-2:]) >= 128:
-        xc, lc = _half(x), _half(lim)
-        tc = None if target_image is None else _half(target_image)
-        coarse = prepare(xc, lc, encoders, target, tc, tile)
-        dc = project(_half(delta0), lc, xc)
-        dc, _ = descend(coarse, dc, quality.coarse_steps, None)
-        delta0 = F.interpolate(dc, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
+    with reuse_freed_memory(device.type == "cpu"):
+        delta0 = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * lim * quality.random_start
         delta0 = project(delta0, lim, x)
-        del coarse
-    else:
-        total_steps = quality.steps
-    fine = prepare(x, lim, encoders, target, target_image, tile)
-    history: list[float] = []
-    delta, early = descend(fine, delta0.clone(), quality.steps, history)
+        if quality.coarse_steps > 0 and min(x.shape[-2:]) >= 128:
+            xc, lc = _half(x), _half(lim)
+            tc = None if target_image is None else _half(target_image)
+            coarse = prepare(xc, lc, encoders, target, tc, tile)
+            dc = project(_half(delta0), lc, xc)
+            dc, _ = descend(coarse, dc, quality.coarse_steps, None)
+            delta0 = F.interpolate(dc, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            delta0 = project(delta0, lim, x)
+            del coarse
+        else:
+            total_steps = quality.steps
+        fine = prepare(x, lim, encoders, target, target_image, tile)
+        history: list[float] = []
+        delta, early = descend(fine, delta0.clone(), quality.steps, history)
     return OptimiseResult(
         delta=delta.detach()[0].cpu(),
         steps=done,
