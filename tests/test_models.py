@@ -228,4 +228,4 @@ def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
 def test_full_vaes_get_smaller_tiles(taef2, tiny_kl):
     folder, _ = tiny_kl
     assert taef2.tile == 512
-    assert load_encoders([str(folder)], cache=None)[0].tile == 256  # keeps a 4096² image within 4 GB
+    assert load_encoders([str(folder)], cache=None)[0].tile == 288  # keeps a 4096² image within 4 GB
