@@ -65,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=4,
         help="tiles timed per step in the scan; more tiles are extrapolated by count (labelled)",
     )
-    p.add_argument("--tile", type=int, default=512, help="fixative's tile size (memory bound per tile)")
+    p.add_argument(
+        "--tile", type=int, default=0, help="fixative's tile size (0: each encoder's default, as users get)"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads per probe (0 = all cores)")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
     p.add_argument("--models", default=str(SHARED / "models"))
