@@ -25,8 +25,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FIXATIVE_SHARED", ROOT.parent / "shared"))
 RESULTS = ROOT / "bench" / "results"
-# Whole-image reference steps beyond these sizes need tens of GB of activations: not attempted.
-REFERENCE_MAX_PIXELS = {"taef2": 1024 * 1024, "sd": 512 * 512}
+# Peak resident bytes per pixel of one whole-image reference step, measured on this project's machine
+# (docs/speed.md): taef2 3.05 GB at 1024², the SD-sized VAE 4.43 GB at 512².
+REFERENCE_BYTES_PER_PIXEL = {"taef2": 2900, "sd": 17000}
+
+
+def physical_memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def reference_does_not_fit(encoder: str, size: int) -> str | None:
+    """Why the whole-image reference cannot run at ``size`` here (None if it can): over 3/4 of the RAM."""
+    need = REFERENCE_BYTES_PER_PIXEL.get(encoder, max(REFERENCE_BYTES_PER_PIXEL.values())) * size * size
+    memory = physical_memory_gb()
+    if memory is not None and need / 2**30 > 0.75 * memory:
+        return (
+            f"the whole-image reference needs about {need / 2**30:.0f} GB; this machine has {memory:.0f} GB"
+        )
+    return None
 
 
 def _ints(text: str) -> list[int]:
@@ -46,8 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["hokusai_great_wave.jpg"],
         help="artworks (names in the shared images folder, or paths), comma-separated",
     )
-    p.add_argument("--race-sizes", type=_ints, default=[512], help="sizes of the strength race (square)")
-    p.add_argument("--race-encoders", type=_names, default=["taef2"], help="taef2 and/or sd")
+    p.add_argument(
+        "--race-sizes", type=_ints, default=[512, 1024, 2048], help="sizes of the strength race (square)"
+    )
+    p.add_argument("--race-encoders", type=_names, default=["taef2", "sd"], help="taef2 and/or sd")
     p.add_argument(
         "--sizes", type=_ints, default=[512, 1024, 2048, 4096], help="sizes of the speed/memory scan"
     )
@@ -138,6 +159,11 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                     "tile": args.tile,
                 }
                 runs: dict[str, list[dict]] = {"reference": [], **{q: [] for q in args.qualities}}
+                too_big = reference_does_not_fit(encoder, size)
+                if too_big:
+                    log(f"race {encoder} {size}px: not run, {too_big}")
+                    rows.append({**_row(encoder, image, size, "reference", []), "skipped": too_big})
+                    continue
                 for repeat in range(args.repeats):
                     ref = probe({**base, "runner": "reference"}, args)
                     runs["reference"].append(ref)
@@ -154,14 +180,7 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                 ref_seconds = _median(runs["reference"], "seconds")
                 ref_strength = _median(runs["reference"], "strength")
                 for runner, results in runs.items():
-                    row = {
-                        "encoder": encoder,
-                        "image": Path(image).name,
-                        "size": size,
-                        "runner": runner,
-                        "repeats": len(results),
-                        "errors": [r["error"] for r in results if "error" in r],
-                    }
+                    row = _row(encoder, image, size, runner, results)
                     for key in (
                         "seconds",
                         "steps",
@@ -187,15 +206,27 @@ def race(args: argparse.Namespace, log) -> list[dict]:
     return rows
 
 
+def _row(encoder: str, image: str, size: int, runner: str, results: list[dict]) -> dict:
+    return {
+        "encoder": encoder,
+        "image": Path(image).name,
+        "size": size,
+        "runner": runner,
+        "repeats": len(results),
+        "errors": [r["error"] for r in results if "error" in r],
+    }
+
+
 def rate(args: argparse.Namespace, log) -> list[dict]:
     """Seconds per step and peak memory by size, fixative tiled against the reference's whole image."""
     rows = []
     image = _image_path(args.images[0])
     for encoder in args.encoders:
         for size in args.sizes:
-            runners = ["fixative"] + (
-                ["reference"] if size * size <= REFERENCE_MAX_PIXELS.get(encoder, 0) else []
-            )
+            too_big = reference_does_not_fit(encoder, size)
+            if too_big:
+                log(f"scan {encoder} {size}px reference: not run, {too_big}")
+            runners = ["fixative"] + ([] if too_big else ["reference"])
             for runner in runners:
                 spec = {
                     "mode": "rate",
@@ -273,6 +304,11 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["race"]:
+        if r.get("skipped"):
+            lines.append(
+                f"| {r['encoder']} | {r['size']}² | reference | not run: {r['skipped']} |" + " |" * 9
+            )
+            continue
         lines.append(
             f"| {r['encoder']} | {r['size']}² | {r['runner']} | {_fmt(r['seconds'])} | {_fmt(r['steps'])} | "
             f"{_fmt(r.get('seconds_per_step'))} | {_fmt(r['strength'])} | {_fmt(r['strength_jpeg75'])} | "
@@ -313,10 +349,7 @@ def markdown(result: dict) -> str:
 def machine(threads: int) -> dict:
     import torch
 
-    try:
-        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError, AttributeError):
-        memory_gb = None
+    memory_gb = physical_memory_gb()
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -51,3 +51,19 @@ def test_sd_sized_encoder_is_the_sd15_configuration(tmp_path):
     params = sum(p.numel() for p in encoder.encoder.vae.encoder.parameters())
     assert encoder.latent_channels == 4 and encoder.downscale == 8
     assert 30e6 < params < 40e6  # the SD1.5 VAE encoder has about 34 million parameters
+
+
+def test_reference_is_skipped_with_the_reason_where_it_cannot_fit(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_run, "physical_memory_gb", lambda: 8.0)
+    assert bench_run.reference_does_not_fit("taef2", 1024) is None  # ~3 GB
+    reason = bench_run.reference_does_not_fit("taef2", 2048)
+    assert reason and "GB" in reason and "8 GB" in reason
+    args = bench_run.parse_args(["--race-sizes", "4096", "--race-encoders", "sd", "--out", str(tmp_path)])
+    logged: list[str] = []
+    rows = bench_run.race(args, logged.append)  # nothing runs: the reference cannot fit
+    assert [r["runner"] for r in rows] == ["reference"] and "GB" in rows[0]["skipped"]
+    assert "not run" in logged[0]
+    machine = {**bench_run.machine(0), "load_end": 0.0}
+    result = {"started": "now", "machine": machine, "config": {"method": "style", "ref_steps": 100}}
+    table = bench_run.markdown({**result, "race": rows, "rate": [], "growth": {}})
+    assert "| sd | 4096² | reference | not run: the whole-image reference needs about" in table
