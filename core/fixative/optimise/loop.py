@@ -178,10 +178,22 @@ def run(
     total_steps = quality.steps + quality.coarse_steps
     done = 0
 
-    def schedule(i: int, n: int) -> float:
-        """Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine."""
-        first, last = quality.step_size, min(quality.final_step, quality.step_size)
+    def decay(first: float, i: int, n: int) -> float:
+        last = min(quality.final_step, first)
         return epsilon * first * (last / first) ** (i / max(1, n - 1))
+
+    def schedule(i: int, n: int) -> float:
+        """Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine.
+
+        With ``harden_step``, the clean steps before ``eot_start`` decay on their own (as a short clean
+        run would), then the purified hardening steps decay again from ``harden_step``.
+        """
+        start = quality.eot_start
+        if quality.harden_step is None or not 0 < start < n:
+            return decay(quality.step_size, i, n)
+        if i < start:
+            return decay(quality.step_size, i, start)
+        return decay(quality.harden_step, i - start, n - start)
 
     def transforms(i: int) -> list:
         every = max(1, quality.eot_every)
