@@ -21,6 +21,8 @@ def test_smoke_writes_table_and_json(tmp_path):
         "3",
         "--encoders",
         "taef2",
+        "--race-encoders",
+        "taef2",
         "--qualities",
         "fast,default",
         "--out",
