@@ -90,7 +90,10 @@ def protect(
     if steps is not None:
         if not 0 <= steps <= 10_000:
             raise BadParameterError(f"steps must be between 0 and 10000, got {steps}")
-        effort = dataclasses.replace(effort, steps=steps, coarse_steps=min(effort.coarse_steps, steps))
+        clean = round(effort.eot_start * steps / effort.steps) if effort.steps else 0  # same clean share
+        effort = dataclasses.replace(
+            effort, steps=steps, coarse_steps=min(effort.coarse_steps, steps), eot_start=clean
+        )
     if lpips_weight is not None and lpips_weight < 0:
         raise BadParameterError("lpips weight must be >= 0")
     encoders = load_encoders(models, device=device, dtype=dtype, allow_download=allow_download)
