@@ -109,6 +109,19 @@ def build_options(
     return options
 
 
+def options_from_values(values: dict, output_format: str) -> dict:
+    """``build_options`` from the dialog's stored values (the export and the filter share them)."""
+    return build_options(
+        values["method"],
+        values["intensity"],
+        values["quality"],
+        values["steps"],
+        values["models"],
+        output_format,
+        values["seed"],
+    )
+
+
 def engine_message(exc: BaseException) -> str:
     """One line the user can act on, whatever went wrong while talking to the engine."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -385,15 +398,7 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         values = config_values(config)
         target = gfile.get_path() or gfile.get_uri()
         fmt = output_format_for(gfile.get_basename() or target)
-        job_options = build_options(
-            values["method"],
-            values["intensity"],
-            values["quality"],
-            values["steps"],
-            values["models"],
-            fmt,
-            values["seed"],
-        )
+        job_options = options_from_values(values, fmt)
         Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
         target_bytes = read_target(values["target"])
         protected, _report = protect_bytes(
@@ -419,15 +424,7 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         ):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
         values = config_values(config)
-        job_options = build_options(
-            values["method"],
-            values["intensity"],
-            values["quality"],
-            values["steps"],
-            values["models"],
-            "png",
-            values["seed"],
-        )
+        job_options = options_from_values(values, "png")
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
         target_bytes = read_target(values["target"])
         source_png, mask_png = layer_png(source), selection_mask_png(image, source)
