@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -70,6 +72,30 @@ def test_other_modes(mode, taef2, tmp_path):
     if mode == "I;16":
         diff = np.abs(np.asarray(back, dtype=np.int64) - np.asarray(image, dtype=np.int64)).max()
         assert 0 < diff <= DEFAULT_EPS_255 * 257
+
+
+def _png_48_bit(width: int, height: int) -> bytes:
+    """A 16-bit-per-channel RGB PNG written by hand (Pillow cannot write one)."""
+    row = np.arange(width * 3, dtype=">u2") * 1000
+    raw = b"".join(b"\x00" + row.tobytes() for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def test_16_bit_colour_says_it_is_read_at_8_bits(tmp_path):
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png_48_bit(6, 4))
+    artwork = load_image(path)
+    assert artwork.rgb.shape == (3, 4, 6)
+    assert any("16-bit colour" in note and "8-bit" in note for note in artwork.notes)
+    eight_bit = tmp_path / "flat.png"
+    Image.new("RGB", (6, 4)).save(eight_bit)
+    assert not load_image(eight_bit).notes
 
 
 def test_metadata_icc_exif_kept(taef2, tmp_path):

@@ -69,6 +69,16 @@ def _read_metadata(image: Image.Image) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _decodes_16_bit_colour_as_8(image: Image.Image) -> bool:
+    """Pillow has no 16-bit RGB mode: a 48/64-bit PNG or TIFF opens as 8-bit RGB(A); its raw mode says so."""
+    for tile in getattr(image, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        raw_mode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw_mode, str) and ";16" in raw_mode:
+            return True
+    return False
+
+
 def from_pil(image: Image.Image, source: str | None = None) -> Artwork:
     """Convert a decoded PIL image; every mode Pillow opens is either handled or refused clearly."""
     if image.width == 0 or image.height == 0:
@@ -163,6 +173,7 @@ def load_bytes(data: bytes, name: str = "upload") -> Artwork:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
+            wide_colour = image.mode in ("RGB", "RGBA") and _decodes_16_bit_colour_as_8(image)
             image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadImageError(
@@ -185,7 +196,13 @@ def load_bytes(data: bytes, name: str = "upload") -> Artwork:
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     # Pixels are protected as stored; the EXIF orientation tag is kept, so viewers rotate as before.
-    return from_pil(image, name)
+    artwork = from_pil(image, name)
+    if wide_colour:
+        artwork.notes.append(
+            "16-bit colour image: Pillow decodes it at 8 bits per channel, so the protected copy is 8-bit "
+            "(the original file is untouched)"
+        )
+    return artwork
 
 
 def to_artwork(image, name: str = "image") -> Artwork:
