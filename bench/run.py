@@ -287,6 +287,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def markdown(result: dict) -> str:
+    """The run as a table; a section whose part was not run (e.g. ``--sizes ""``) is left out."""
     m = result["machine"]
     lines = [
         f"# Fixative benchmark, {result['started']}",
@@ -296,13 +297,16 @@ def markdown(result: dict) -> str:
         f"Budget: texture-aware L-inf, 8/255 at most (default mask), same per-pixel limit for all; "
         f"method {result['config']['method']}; reference = {result['config']['ref_steps']} signed-gradient "
         "steps of 1/255, whole image, no EOT.",
-        "",
-        "## Strength race (time to reach the reference's final strength)",
-        "",
-        "| encoder | size | runner | seconds | steps | s/step | strength | after JPEG 75 | after 0.5x | "
-        "speedup | reached | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if result["race"]:
+        lines += [
+            "",
+            "## Strength race (time to reach the reference's final strength)",
+            "",
+            "| encoder | size | runner | seconds | steps | s/step | strength | after JPEG 75 | after 0.5x | "
+            "speedup | reached | peak RSS MB | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in result["race"]:
         if r.get("skipped"):
             lines.append(
@@ -315,13 +319,14 @@ def markdown(result: dict) -> str:
             f"{_fmt(r['strength_resize0.5'])} | {_fmt(r.get('speedup'))} | {_fmt(r.get('reached'))} | "
             f"{_fmt(r['peak_rss_mb'])} | {_fmt(r['load'])} |"
         )
-    lines += [
-        "",
-        "## Seconds per step and peak memory by size",
-        "",
-        "| encoder | size | runner | s/step | tiles (timed) | extrapolated | peak RSS MB | load |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    if result["rate"]:
+        lines += [
+            "",
+            "## Seconds per step and peak memory by size",
+            "",
+            "| encoder | size | runner | s/step | tiles (timed) | extrapolated | peak RSS MB | load |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
     for r in result["rate"]:
         if "error" in r:
             lines.append(f"| {r['encoder']} | {r['size']}² | {r['runner']} | error: {r['error']} | | | | |")
@@ -331,13 +336,14 @@ def markdown(result: dict) -> str:
             f"{r['tiles']} ({r['tiles_timed']}) | {_fmt(r['extrapolated'])} | {_fmt(r['peak_rss_mb'])} | "
             f"{_fmt(r['load'])} |"
         )
-    lines += [
-        "",
-        "## Growth with pixel count (log-log slopes: 1 = linear, 0 = flat)",
-        "",
-        "| encoder/runner | pixels | time exponent | memory ratio | memory exponent |",
-        "|---|---|---|---|---|",
-    ]
+    if result["growth"]:
+        lines += [
+            "",
+            "## Growth with pixel count (log-log slopes: 1 = linear, 0 = flat)",
+            "",
+            "| encoder/runner | pixels | time exponent | memory ratio | memory exponent |",
+            "|---|---|---|---|---|",
+        ]
     for key, g in result["growth"].items():
         lines.append(
             f"| {key} | {g['pixels'][0]}→{g['pixels'][1]} | {g['time_exponent']} | {g['memory_ratio']} | "

@@ -69,3 +69,19 @@ def test_reference_is_skipped_with_the_reason_where_it_cannot_fit(monkeypatch, t
     result = {"started": "now", "machine": machine, "config": {"method": "style", "ref_steps": 100}}
     table = bench_run.markdown({**result, "race": rows, "rate": [], "growth": {}})
     assert "| sd | 4096² | reference | not run: the whole-image reference needs about" in table
+
+
+def test_table_leaves_out_the_parts_that_were_not_run():
+    machine = {"cpu": "cpu", "cores": 2, "memory_gb": 8, "torch": "2", "threads": 2}
+    machine |= {"load_start": 0, "load_end": 0}
+    race_row = {
+        "encoder": "taef2", "size": 64, "runner": "reference", "seconds": 1.0, "steps": 3, "strength": 0.5,
+        "strength_jpeg75": 0.3, "strength_resize0.5": 0.2, "peak_rss_mb": 100, "load": 1.0,
+    }  # fmt: skip
+    result = {
+        "started": "now", "machine": machine, "config": {"method": "style", "ref_steps": 3},
+        "race": [race_row], "rate": [], "growth": {},
+    }  # fmt: skip
+    table = bench_run.markdown(result)
+    assert "| taef2 | 64² | reference |" in table
+    assert "## Seconds per step" not in table and "## Growth" not in table
