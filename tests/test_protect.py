@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -116,6 +117,9 @@ def test_metadata_icc_exif_kept(taef2, tmp_path):
             assert back.getexif().get(0x010F) == "FixativeCam"
         meta = load_image(out).metadata
         assert meta["method"] == "edit" and meta["seed"] == 3 and meta["target"]["hash"]
+        umask = os.umask(0)
+        os.umask(umask)
+        assert out.stat().st_mode & 0o777 == 0o666 & ~umask, "a protected copy is not left private"
         assert meta["fixative"] == fixative.__version__
 
 

@@ -249,3 +249,24 @@ def test_runs_under_the_oldest_supported_python(python, server, wave64, tmp_path
     np.testing.assert_array_equal(
         np.asarray(Image.open(tmp_path / "out.png").convert("RGB")), np.asarray(local.image)
     )
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def test_write_atomically_gives_a_plain_file_and_keeps_a_replaced_files_mode(tmp_path):
+    fresh = fc.write_atomically(tmp_path / "sub" / "new.png", b"new")
+    assert fresh.read_bytes() == b"new"
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~_umask(), "not left private like a temporary file"
+    kept = tmp_path / "shared.png"
+    kept.write_bytes(b"old")
+    kept.chmod(0o640)
+    fc.write_atomically(kept, b"newer")
+    assert kept.read_bytes() == b"newer" and kept.stat().st_mode & 0o777 == 0o640
+    with pytest.raises(FileExistsError):
+        fc.write_atomically(kept, b"clobber", replace=False)
+    assert kept.read_bytes() == b"newer"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.png", "sub"], "no temporary left behind"

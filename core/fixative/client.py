@@ -14,8 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +23,7 @@ from pathlib import Path
 import requests
 
 from .errors import Cancelled, FixativeError
-from .hosts.fixative_client import read_server_info, read_token
+from .hosts.fixative_client import read_server_info, read_token, write_atomically
 
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -76,23 +74,10 @@ class ServerResult:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FixativeError(f"{path}: already exists (use overwrite=True to replace it)")
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.data)
-            if overwrite:
-                os.replace(temp, path)
-            else:
-                os.link(temp, path)  # fails if the path appeared meanwhile: never clobber
-                os.unlink(temp)
+            return write_atomically(path, self.data, replace=overwrite)
         except FileExistsError:
-            os.unlink(temp)
             raise FixativeError(f"{path}: already exists (use overwrite=True to replace it)") from None
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
-        return path
 
 
 def _image_bytes(image) -> tuple[bytes, str]:

@@ -8,11 +8,12 @@ engine with the command recorded in ``engine.json``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from .fixative_client import write_atomically
 
 CLIENT_FILE = "fixative_client.py"
 HOSTS_DIR = Path(__file__).resolve().parent
@@ -24,19 +25,6 @@ PLUGINS_SOURCE = HOSTS_DIR.parents[2] / "plugins"
 def engine_command() -> list[str]:
     """This very Python, so the plug-in starts the engine from the environment fixative lives in."""
     return [sys.executable, "-m", "fixative", "serve", "--ready-line"]
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Temp file + rename: an interrupted install never leaves a half-written config."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def record_engine_command(config_dir: Path | None = None) -> Path:
@@ -53,7 +41,7 @@ def record_engine_command(config_dir: Path | None = None) -> Path:
         if not isinstance(data, dict):
             data = {}
     data["command"] = engine_command()
-    write_atomically(path, json.dumps(data, indent=2) + "\n")
+    write_atomically(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return path
 
 

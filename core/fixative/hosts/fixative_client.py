@@ -21,8 +21,10 @@ import json
 import os
 import queue
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -291,6 +293,43 @@ class EngineClient:
                 self.delete(job_id)
             except EngineError:
                 pass  # already gone, or the engine stopped: nothing left to free
+
+
+def write_atomically(path: str | Path, data: bytes, replace: bool = True) -> Path:
+    """Write a whole file or nothing: a temporary beside it, then a rename, so a crash or a full disk
+    never leaves half an image (or half a config) where the previous one was.
+
+    The file gets the permissions a plain save would give it (the replaced file's, else 0666 less the
+    umask), not the temporary's private 0600. With ``replace=False`` an existing file is never clobbered,
+    even one that appeared meanwhile: ``FileExistsError``. It lives here because this is the one module
+    every host has, the editors included.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temp, _plain_save_mode(path))
+        if replace:
+            os.replace(temp, path)
+        else:
+            os.link(temp, path)
+            os.unlink(temp)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+    return path
+
+
+def _plain_save_mode(path: Path) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _start_command(command: list[str]) -> list[str]:

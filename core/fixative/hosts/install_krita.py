@@ -19,8 +19,8 @@ from .editor_install import (
     place_plugin,
     record_engine_command,
     require_client,
-    write_atomically,
 )
+from .fixative_client import write_atomically
 
 PLUGIN_NAME = "fixative_krita"
 PLUGIN_SOURCE = PLUGINS_SOURCE / "krita"
@@ -108,7 +108,7 @@ def install(
         place_plugin(package, pykrita, PLUGIN_NAME)
         shutil.copy2(desktop, pykrita / desktop.name)
         existing = kritarc.read_text(encoding="utf-8") if kritarc.exists() else ""
-        write_atomically(kritarc, enable_in_kritarc(existing))
+        write_atomically(kritarc, enable_in_kritarc(existing).encode("utf-8"))
         engine = record_engine_command(config_dir)
     except OSError as exc:
         reason = exc.strerror or exc

@@ -8,8 +8,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 from ..errors import BadParameterError, FixativeError
+from ..hosts.fixative_client import write_atomically
 from ..load.image import METADATA_KEY, Artwork
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -131,13 +130,7 @@ def save_image(
     if path.exists() and not overwrite:
         raise FixativeError(f"{path}: already exists (use --overwrite to replace it)")
     data = encode(image, artwork, fmt, metadata, jpeg_quality)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return write_atomically(path, data, replace=overwrite)
+    except FileExistsError:
+        raise FixativeError(f"{path}: already exists (use --overwrite to replace it)") from None

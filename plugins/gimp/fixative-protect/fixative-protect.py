@@ -228,32 +228,10 @@ def protect_bytes(
             raise PluginError(engine_message(exc)) from exc
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Never leave a half-written export behind (the previous file stays until the new one is complete)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fixative-", suffix=os.path.splitext(path)[1], dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        # mkstemp makes the file private; an export gets the permissions a normal save would give it.
-        if os.path.exists(path):
-            mode = os.stat(path).st_mode & 0o777
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def store_to_gfile(gfile, data: bytes) -> None:
     path = gfile.get_path()
-    if path:
-        write_atomically(path, data)
+    if path:  # whole file or nothing, with the permissions a normal save gives
+        fixative_client.write_atomically(path, data)
     else:  # a remote location (GVfs): GIO writes to a temporary and renames, too
         gfile.replace_contents(data, None, False, Gio.FileCreateFlags.REPLACE_DESTINATION, None)
 

@@ -27,7 +27,7 @@ NOT_INSTALLED_HELP = (
 FINISHED = ("done", "failed", "cancelled")
 
 
-def _client_module():
+def client_module():
     if client is None:
         raise RuntimeError(
             "fixative_client.py is missing from the plug-in; run `fixative install krita` again"
@@ -37,7 +37,7 @@ def _client_module():
 
 def default_client_factory():
     """A ready client: a running server, else the engine command recorded by the installer, started now."""
-    return _client_module().ensure_engine()
+    return client_module().ensure_engine()
 
 
 class ProtectJob:
@@ -201,7 +201,7 @@ class EngineStatus:
 
     def _check(self) -> None:
         try:
-            module = _client_module() if self._discover is None or self._engine_recorded is None else None
+            module = client_module() if self._discover is None or self._engine_recorded is None else None
             discover = self._discover or module.EngineClient.discover
             recorded = self._engine_recorded or engine_recorded
             engine = discover()
@@ -228,5 +228,5 @@ class EngineStatus:
 
 def engine_recorded() -> bool:
     """Whether the installer recorded an engine command (``engine.json`` in the config folder)."""
-    module = _client_module()
+    module = client_module()
     return (module.config_dir() / "engine.json").is_file()

@@ -7,12 +7,11 @@ The GUI calls ``Controller.poll()`` from a QTimer; reading and writing Krita doc
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import pixels, pngio
-from .engine import ProtectJob, describe_error
+from .engine import ProtectJob, client_module, describe_error
 from .settings import ProtectSettings
 
 LAYER_SUFFIX = "Protected"
@@ -141,22 +140,6 @@ def decode_image(data: bytes) -> tuple[int, int, bytes]:
     except ImportError:
         return pngio.decode(data)
     return rgba_from_image_bytes(data)
-
-
-def write_atomically(path: str, data: bytes) -> str:
-    """Temp file + rename, so a crash never leaves half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def summarise(report: dict) -> str:
@@ -316,7 +299,8 @@ class Controller:
             data = job.result_bytes or b""
             if not data:
                 raise OperationError("the engine returned no image")
-            operation.result_path = write_atomically(operation.output_path, data)
+            # whole file or nothing, with the permissions a normal save gives
+            operation.result_path = str(client_module().write_atomically(operation.output_path, data))
             try:  # the preview is a nicety; a format Qt cannot read must not fail the export
                 operation.protected_rgba = self._protected_region(operation)
             except (OperationError, ValueError, pngio.PngError):
