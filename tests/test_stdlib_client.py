@@ -270,3 +270,15 @@ def test_write_atomically_gives_a_plain_file_and_keeps_a_replaced_files_mode(tmp
         fc.write_atomically(kept, b"clobber", replace=False)
     assert kept.read_bytes() == b"newer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.png", "sub"], "no temporary left behind"
+
+
+def test_write_atomically_without_hard_links_still_refuses_to_clobber(monkeypatch, tmp_path):
+    def no_links(_source, _target):
+        raise PermissionError(1, "Operation not permitted")  # what FAT/exFAT and some shares answer
+
+    monkeypatch.setattr(fc.os, "link", no_links)
+    written = fc.write_atomically(tmp_path / "usb.png", b"new", replace=False)
+    assert written.read_bytes() == b"new"
+    with pytest.raises(FileExistsError):
+        fc.write_atomically(written, b"clobber", replace=False)
+    assert written.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["usb.png"]

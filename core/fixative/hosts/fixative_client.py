@@ -17,6 +17,7 @@ how to start the engine).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -314,13 +315,26 @@ def write_atomically(path: str | Path, data: bytes, replace: bool = True) -> Pat
         if replace:
             os.replace(temp, path)
         else:
-            os.link(temp, path)
-            os.unlink(temp)
+            _link_unless_exists(temp, path)
     except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
     return path
+
+
+def _link_unless_exists(temp: str, path: Path) -> None:
+    """Move ``temp`` to ``path`` only if nothing is there; a hard link makes that one atomic step."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system (FAT, exFAT, some shares): check, then rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+        os.replace(temp, path)
+    else:
+        os.unlink(temp)
 
 
 def _plain_save_mode(path: Path) -> int:
