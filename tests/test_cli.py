@@ -50,6 +50,15 @@ def test_never_overwrites_an_input(capsys, art, taef2_path):
     assert art.read_bytes() == before
 
 
+def test_an_output_that_cannot_be_written_gets_one_line(capsys, art, taef2_path):
+    blocked = art.with_name("not-a-folder")
+    blocked.write_text("a file where the output folder should be")
+    code, _, err = run(capsys, "protect", art, *FAST, "--model", taef2_path, "-o", blocked / "out.png")
+    assert code == 2 and "cannot write" in err and "already exists" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert blocked.read_text() == "a file where the output folder should be"
+
+
 def test_folders_globs_and_out_dir(capsys, tmp_path, small_artwork, taef2_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -78,6 +78,8 @@ class ServerResult:
             return write_atomically(path, self.data, replace=overwrite)
         except FileExistsError:
             raise FixativeError(f"{path}: already exists (use overwrite=True to replace it)") from None
+        except OSError as exc:
+            raise FixativeError(f"{path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _image_bytes(image) -> tuple[bytes, str]:

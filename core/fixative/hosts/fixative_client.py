@@ -306,7 +306,10 @@ def write_atomically(path: str | Path, data: bytes, replace: bool = True) -> Pat
     every host has, the editors included.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file stands where the folder should be; FileExistsError means the target
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(path.parent)) from None
     fd, temp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
     try:
         with os.fdopen(fd, "wb") as handle:

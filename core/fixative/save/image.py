@@ -134,3 +134,5 @@ def save_image(
         return write_atomically(path, data, replace=overwrite)
     except FileExistsError:
         raise FixativeError(f"{path}: already exists (use --overwrite to replace it)") from None
+    except OSError as exc:
+        raise FixativeError(f"{path}: cannot write it ({exc.strerror or exc})") from None
