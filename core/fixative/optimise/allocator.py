@@ -11,6 +11,7 @@ does not hold it.
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 import threading
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ _lock = threading.Lock()
 _active = 0
 
 
+@functools.cache  # platform.libc_ver() reads the Python binary: once per process is enough
 def _libc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
