@@ -32,9 +32,12 @@ REFERENCE_EPSILON = 8 / 255
 def load_encoder(name: str, models_dir: str):
     """``taef2`` (the real tiny FLUX.2 encoder) or ``sd`` (SD1.5-configured AutoencoderKL, random weights)."""
     from fixative.models import load_encoders
+    from fixative.plugins import hooks
 
     if name == "taef2":
-        return load_encoders([os.path.join(models_dir, "taesd", "taef2_encoder.pth")], device="cpu")[0]
+        return load_encoders([os.path.join(models_dir, "taesd", "taef2_encoder.pth")], hooks(), device="cpu")[
+            0
+        ]
     if name == "sd":
         from diffusers import AutoencoderKL
 
@@ -60,7 +63,7 @@ def load_encoder(name: str, models_dir: str):
 def load_artwork(path: str, size: int) -> torch.Tensor:
     """The artwork resized (cover + centre crop) to size x size, as (3, H, W) 0..1 on the 8-bit grid."""
     from fixative.load import load_image
-    from fixative.target.base import fit_to
+    from fixative.targets import fit_to
 
     return quantised(fit_to(load_image(path).rgb, size, size))  # 8-bit, like a real file
 
@@ -70,31 +73,21 @@ def quantised(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def purifications() -> dict:
-    """JPEG 75 and 0.5x downscale-upscale: check's real ones (libjpeg, Pillow) if present, else EOT's."""
-    try:
-        from fixative.check.purify import downscale_upscale, jpeg
+    """JPEG 75 and 0.5x downscale-upscale: check's real ones (libjpeg, Pillow)."""
+    from fixative.checks.purify import downscale_upscale, jpeg
 
-        return {"jpeg75": lambda x: jpeg(x, 75), "resize0.5": lambda x: downscale_upscale(x, 0.5)}
-    except ImportError:
-        from fixative.optimise import eot
-
-        return {"jpeg75": lambda x: eot.jpeg(x, 75), "resize0.5": lambda x: eot.resize(x, 0.5)}
+    return {"jpeg75": lambda x: jpeg(x, 75), "resize0.5": lambda x: downscale_upscale(x, 0.5)}
 
 
 @torch.no_grad()
 def measure(encoder, goal, original: torch.Tensor, protected: torch.Tensor, tile: int) -> dict:
     """Strength (``fixative.features.strength``) clean and after each purification of the protected image."""
-    from fixative import features
+    from fixative.features import StrengthProbe
 
-    o = original[None]
-    tile_list = features.tiles(o.shape[-2], o.shape[-1], tile)
-    timg = None if goal.image is None else goal.image[None]
-    target = [goal.features(encoder, t.crop(o), None if timg is None else t.crop(timg)) for t in tile_list]
-    base = features.encode(encoder, o, tile)
-    out = {"strength": features.strength(features.encode(encoder, protected[None], tile), base, target)}
+    probe = StrengthProbe.build(encoder, goal, original, tile)
+    out = {"strength": probe.strength(protected, original)[0]}
     for name, purify in purifications().items():
-        p = quantised(purify(protected[None]))
-        out[f"strength_{name}"] = features.strength(features.encode(encoder, p, tile), base, target)
+        out[f"strength_{name}"] = probe.strength(quantised(purify(protected[None]))[0], original)[0]
     return out
 
 
@@ -141,44 +134,62 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> d
         return {"seconds_per_step": per_step, "tiles": 1, "tiles_timed": 1, "extrapolated": False}
     from fixative.optimise.allocator import reuse_freed_memory
 
-    x, lim = art[None], limit[None]
-    timg = None if goal.image is None else goal.image[None]
+    x, limit = art[None], limit[None]
     timings = []
     with reuse_freed_memory():  # as fixative's run() does on a CPU
-        level = loop.prepare(
-            x, lim, [encoder], goal, timg, spec.get("tile") or encoder.tile, max_tiles=spec.get("max_tiles")
+        problem = sampled_problem(
+            x, limit, encoder, goal, spec.get("tile") or encoder.tile, spec.get("max_tiles")
         )
+        total = problem.total
         delta = torch.zeros_like(x)
         for _ in range(steps + 1):  # the first step pays one-off warm-up and is not counted
             t0 = time.perf_counter()
-            grad, _ = loop.gradient(level, delta, [encoder], lambda v: v, 0.0, 0.0, None)
-            delta = loop.project(delta - 1e-3 * grad.sign(), lim, x)
+            grad, _ = loop.gradient(problem, delta, lambda v: v)
+            delta = loop.project(delta - 1e-3 * grad.sign(), limit, x)
             timings.append(time.perf_counter() - t0)
     per_step = statistics.median(timings[1:])
-    scale = level.total_tiles / len(level.tiles)
+    scale = total / len(problem.tiles)
     return {
         "seconds_per_step": per_step * scale,
-        "tiles": level.total_tiles,
-        "tiles_timed": len(level.tiles),
+        "tiles": total,
+        "tiles_timed": len(problem.tiles),
         "extrapolated": scale > 1,
     }
+
+
+def sampled_problem(x, limit, encoder, goal, tile: int, max_tiles: int | None):
+    """fixative's optimisation problem for ``x``, keeping only the first ``max_tiles`` tiles: a step on a
+    few tiles of a huge image is timed and extrapolated, with the image-sized buffers still allocated so
+    peak memory stays representative."""
+    from fixative.features import DEFAULT_OVERLAP, StrengthProbe, tile_weight, tiles
+    from fixative.optimise import loop
+
+    h, w = x.shape[-2:]
+    every = tiles(h, w, loop.balanced_tile(h, w, tile), DEFAULT_OVERLAP)
+    kept = every[:max_tiles] if max_tiles else every
+    weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, x.device) for t in kept]
+    probe = StrengthProbe.build(encoder, goal, x[0], tile_list=kept)
+    problem = loop.Problem(x, limit, kept, weights, [probe], [max(probe.squared_sum(x), 1e-12)], [False])
+    problem.total = len(every)
+    return problem
 
 
 def main(argv: list[str] | None = None) -> None:
     spec = json.loads((argv or sys.argv[1:])[0])
     threads = _threads()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from fixative.optimise import bound
+    from fixative.optimise import per_pixel_limit
+    from fixative.plugins import hooks
     from fixative.presets import intensity
-    from fixative.target import TargetRequest, make_target
+    from fixative.targets import TargetRequest, make_target
 
     started = time.perf_counter()
     encoder = load_encoder(spec["encoder"], spec["models"])
     art = load_artwork(spec["image"], spec["size"])
-    goal = make_target(TargetRequest(method=spec.get("method", "style"), artwork=art, seed=0))
+    goal = make_target(TargetRequest(method=spec.get("method", "style"), artwork=art, seed=0), hooks())
     budget = intensity("default")
     # The issue's reference budget (L-inf 8/255) shaped by fixative's texture mask; both runners share it.
-    limit = bound(art, REFERENCE_EPSILON, budget.min_mask)
+    limit = per_pixel_limit(art, REFERENCE_EPSILON, budget.min_mask)
     out = (
         race(spec, encoder, art, goal, limit)
         if spec["mode"] == "race"

@@ -8,7 +8,6 @@ only touched inside the node functions (see ``host.py``).
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -20,15 +19,38 @@ from .vae_encoder import encoder_from_vae, trainable
 
 CATEGORY = "Fixative"
 ENCODER_TYPE = "FIXATIVE_ENCODER"  # a list of fixative.models.Encoder: several chained = an ensemble
-METHODS = ["style", "concept", "edit"]
 MODEL_FOLDERS = ("vae_approx", "vae", "checkpoints")
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
 
-def _presets() -> tuple[list[str], list[str]]:
-    from fixative.presets import INTENSITIES, QUALITIES
+def schema_inputs() -> tuple[dict, dict]:
+    """The node's widgets, derived from the options schema (fields offered to ComfyUI): required ones have
+    a default, optional ones do not. An integer left at 0 means "as the preset"."""
+    from fixative.options import COMFYUI, ProtectOptions, choices_of, offered_to
 
-    return list(INTENSITIES), list(QUALITIES)
+    required, optional = {}, {}
+    for name, info in offered_to(COMFYUI, ProtectOptions).items():
+        tip = {"tooltip": info.description}
+        values = choices_of(name, ProtectOptions)
+        bounds = {
+            k: getattr(m, k) for m in info.metadata for k in ("ge", "le") if getattr(m, k, None) is not None
+        }
+        if values:
+            spec = (list(values), {"default": info.default, **tip})
+        elif "int" in str(info.annotation):
+            low = bounds.get("ge", 0) if info.default is not None else 0  # 0: unset
+            spec = (
+                "INT",
+                {"default": info.default or 0, "min": low, "max": bounds.get("le", 2**31 - 1), **tip},
+            )
+        else:
+            spec = ("STRING", {"default": "", **tip})
+        (required if info.default is not None else optional)[name] = spec
+    return required, optional
+
+
+def _engine_values(values: dict) -> dict:
+    """Widget values as protect options: empty strings and 0 mean "not set"."""
+    return {k: v for k, v in values.items() if v not in ("", 0) or k == "seed"}
 
 
 def _fail(message: str):
@@ -55,14 +77,16 @@ def _mask_for(mask: torch.Tensor | None, index: int, height: int, width: int) ->
     return m.clamp(0, 1).contiguous()
 
 
-def _quantised(rgb: torch.Tensor) -> torch.Tensor:
-    return (rgb * 255).round() / 255
+def on_grid(rgb: torch.Tensor) -> torch.Tensor:
+    """The values stock ``SaveImage`` would write (it truncates ``255 * x``), as exact k/255 floats."""
+    return torch.floor(rgb.clamp(0, 1) * 255 + 1e-3) / 255
 
 
 def _default_encoders(device: torch.device, dtype: torch.dtype):
     """The best encoder in ComfyUI's own model folders: a tiny TAESD on the CPU, a full VAE on a GPU."""
     from fixative.models import load_encoders
     from fixative.models.discovery import probe
+    from fixative.plugins import hooks
 
     entries = []
     for folder in ("vae_approx", "vae"):
@@ -70,14 +94,14 @@ def _default_encoders(device: torch.device, dtype: torch.dtype):
             if "decoder" in Path(name).stem:
                 continue
             path = host.full_path(folder, name)
-            entry = probe(Path(path)) if path else None
+            entry = probe(Path(path), hooks()) if path else None
             if entry is not None and entry.kind in ("tiny", "kl"):
                 entries.append(entry)
     if not entries:  # Fixative's own search path, or its one-line "how to get a model" error
-        return load_encoders(None, device=device, dtype=dtype)
+        return load_encoders(None, hooks(), device=device, dtype=dtype)
     prefer_tiny = device.type == "cpu"
     entries.sort(key=lambda e: ((e.kind == "tiny") != prefer_tiny, e.decoder is None, e.source))
-    return load_encoders([entries[0]], device=device, dtype=dtype)
+    return load_encoders([entries[0]], hooks(), device=device, dtype=dtype)
 
 
 def _encoders(vae, encoder, device: torch.device, dtype: torch.dtype, with_decoder: bool) -> list:
@@ -100,6 +124,7 @@ def _make_room(encoders: list, device: torch.device, pixels: int) -> None:
 
 
 def _summary(reports: list[dict], method: str, intensity: str) -> str:
+    """One line for the node's report: strength range, budget and PSNR."""
     strengths = [r["strength"] for r in reports]
     psnr = [r["perceptual"]["psnr_db"] for r in reports]
     low, high = min(strengths), max(strengths)
@@ -120,29 +145,15 @@ class ProtectImage:
 
     @classmethod
     def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
-        intensities, qualities = _presets()
+        required, optional = schema_inputs()
         return {
-            "required": {
-                "image": ("IMAGE",),
-                "method": (
-                    METHODS,
-                    {
-                        "default": "style",
-                        "tooltip": "style: cloak the style; concept: poison "
-                        "the concept (needs a target anchor image); edit: shield from edits",
-                    },
-                ),
-                "intensity": (intensities, {"default": "default", "tooltip": "how much a pixel may change"}),
-                "quality": (qualities, {"default": "default", "tooltip": "how hard the optimiser works"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX}),
-            },
+            "required": {"image": ("IMAGE",), **required},
             "optional": {
                 "vae": ("VAE", {"tooltip": "protect in this VAE's latent space (TAESD or AutoencoderKL)"}),
                 "encoder": (ENCODER_TYPE, {"tooltip": "encoders from Load Protection Encoder (an ensemble)"}),
                 "target": ("IMAGE", {"tooltip": "style image, concept anchor image, or edit target"}),
                 "mask": ("MASK", {"tooltip": "where the perturbation may go (1 = allowed)"}),
-                "concept": ("STRING", {"default": "", "tooltip": "concept poison: the caption it keeps"}),
-                "steps": ("INT", {"default": 0, "min": 0, "max": 10000, "tooltip": "0 = as the preset"}),
+                **optional,
             },
         }
 
@@ -151,75 +162,55 @@ class ProtectImage:
     FUNCTION = "protect"
     CATEGORY = CATEGORY
 
-    def protect(
-        self,
-        image,
-        method,
-        intensity,
-        quality,
-        seed,
-        vae=None,
-        encoder=None,
-        target=None,
-        mask=None,
-        concept="",
-        steps=0,
-    ):
+    def protect(self, image, vae=None, encoder=None, target=None, mask=None, **values):
         import fixative
         from fixative.errors import Cancelled
+        from fixative.options import ProtectOptions
         from fixative.presets import quality as quality_preset
 
-        if method == "concept" and target is None:
+        options = ProtectOptions.parse(_engine_values(values))
+        if options.method == "concept" and target is None:
             raise _fail("concept poison needs an anchor image of the other concept: connect it to 'target'")
         device, dtype = host.device_and_dtype()
-        per_image = int(steps) or quality_preset(quality).steps
+        per_image = options.steps or quality_preset(options.quality).steps
         batch, height, width = image.shape[0], image.shape[1], image.shape[2]
         reports = []
         with host.released_memory(), host.gradients_allowed():
-            pixels = image.detach().float().cpu().clone()  # an ordinary tensor, not an inference one
+            pixels = on_grid(image.detach().float().cpu().clone())  # an ordinary tensor, not an inference one
             out = pixels.clone()
             encoders = _encoders(vae, encoder, device, dtype, with_decoder=False)
             _make_room(encoders, device, height * width)
             bar = host.progress_bar(batch * per_image)
             for b in range(batch):
-                rgb = _rgb(pixels, b)
 
                 def on_step(done: int, total: int, info: dict, offset: int = b * per_image) -> None:
                     bar.update_absolute(offset + round(per_image * min(done, total) / max(total, 1)))
 
                 try:
                     result = fixative.protect(
-                        rgb,
-                        method,
-                        intensity=intensity,
-                        quality=quality,
+                        _rgb(pixels, b),
+                        options=options,
                         models=encoders,
                         target=None if target is None else _rgb(target.detach().cpu().clone(), b),
-                        concept=concept.strip() or None,
                         mask=_mask_for(mask, b, height, width),
-                        steps=int(steps) or None,
                         device=device,
                         dtype=dtype,
-                        seed=int(seed),
                         progress=on_step,
                         cancel=host.interrupted,
                     )
                 except Cancelled:
                     host.model_management().throw_exception_if_processing_interrupted()
                     raise host.interrupt_error() from None
-                # The engine quantises to 8 bits against the rounded original; apply its change to the
-                # float pixels so nothing moves outside the mask and the change stays inside the budget.
-                change = result.rgb - _quantised(rgb)
-                out[b, ..., :3] = (rgb + change).clamp(0, 1).permute(1, 2, 0)
-                report = dict(result.report)
+                # The engine's pixels are exact k/255 values within the budget of the on-grid input, so
+                # ComfyUI's SaveImage (which truncates 255 * x) writes exactly what was measured.
+                out[b, ..., :3] = result.rgb.permute(1, 2, 0)
+                report = result.report.to_dict()
                 report.pop("source", None)
                 reports.append(report)
                 bar.update_absolute((b + 1) * per_image)
             del encoders
-        text = json.dumps(
-            {"summary": _summary(reports, method, intensity), "images": reports}, indent=2, default=str
-        )
-        return (out, text)
+        summary = _summary(reports, options.method, options.intensity)
+        return (out, json.dumps({"summary": summary, "images": reports}, indent=2, default=str))
 
 
 class LoadProtectionEncoder:
@@ -244,6 +235,7 @@ class LoadProtectionEncoder:
 
     def load(self, model, encoder=None):
         from fixative.models import load_encoders
+        from fixative.plugins import hooks
 
         folder, _, name = model.partition("/")
         path = host.full_path(folder, name) if folder in MODEL_FOLDERS else None
@@ -251,42 +243,8 @@ class LoadProtectionEncoder:
             raise _fail(f"{model}: not found in ComfyUI's {folder or 'model'} folder")
         device, dtype = host.device_and_dtype()
         with torch.inference_mode(False):  # weights that autograd may use later
-            loaded = load_encoders([path], device=device, dtype=dtype)
+            loaded = load_encoders([path], hooks(), device=device, dtype=dtype)
         return (list(encoder or []) + [trainable(e) for e in loaded],)
-
-
-def _engine_check():
-    """``fixative.check(...)`` when this Fixative has it and it takes what we pass, else None."""
-    import fixative
-
-    fn = getattr(fixative, "check", None)
-    if fn is not None and not callable(fn):
-        fn = getattr(fn, "check", None)
-    if not callable(fn):
-        return None
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return None
-    return fn if {"original", "models"} <= set(params) else None
-
-
-def _engine_args(engine, original, encoders, device, thorough: bool) -> dict:
-    """Keyword arguments for ``fixative.check``: only those its signature takes."""
-    wanted = {"original": original, "models": encoders, "device": device, "fast": not thorough}
-    params = inspect.signature(engine).parameters
-    return {k: v for k, v in wanted.items() if k in params}
-
-
-def _as_dict(result) -> dict:
-    if isinstance(result, dict):
-        return result
-    for attr in ("report", "as_dict", "to_dict"):
-        value = getattr(result, attr, None)
-        value = value() if callable(value) else value
-        if isinstance(value, dict):
-            return value
-    return {"result": str(result)}
 
 
 @torch.no_grad()
@@ -294,7 +252,7 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
     """What can be measured without the protection's target: perceptual cost, and how far each
     encoder's features moved compared with random noise of the same L-infinity size."""
     from fixative import features
-    from fixative.check.measures import perceptual
+    from fixative.checks.measures import perceptual
 
     if original is None:
         return {"notes": ["connect the original image to measure the change and how far the features moved"]}
@@ -303,7 +261,7 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
     linf = float((protected - original).abs().max())
     generator = torch.Generator().manual_seed(seed)
     noise = (torch.randint(0, 2, original.shape, generator=generator).float() * 2 - 1) * linf
-    noisy = _quantised((original + noise).clamp(0, 1))
+    noisy = on_grid((original + noise).clamp(0, 1) + 0.5 / 255)
     per_encoder = []
     for encoder in encoders:
         dev = encoder.device
@@ -324,7 +282,7 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
     weakest = min(ratios) if ratios else 0.0
     verdict = "protected" if weakest >= 3 else "weakly protected" if weakest >= 1.5 else "not protected"
     return {
-        "perceptual": perceptual(original, protected),
+        "perceptual": perceptual(original, protected).to_dict(),
         "encoders": per_encoder,
         "verdict": verdict,
         "notes": [
@@ -375,6 +333,7 @@ class CheckProtection:
     CATEGORY = CATEGORY
 
     def check(self, image, original=None, vae=None, encoder=None, thorough=False):
+        import fixative
         from fixative.errors import FixativeError
 
         device, dtype = host.device_and_dtype()
@@ -384,7 +343,6 @@ class CheckProtection:
             pixels = image.detach().float().cpu().clone()
             originals = None if original is None else original.detach().float().cpu().clone()
             encoders = _encoders(vae, encoder, device, dtype, with_decoder=True)
-            engine = _engine_check()
             bar = host.progress_bar(batch)
             for b in range(batch):
                 if host.interrupted():
@@ -395,15 +353,13 @@ class CheckProtection:
                 direct = _feature_check(protected, before, encoders, seed=b)
                 direct["measured_by"] = "fixative.features"
                 report = direct
-                if engine is not None:
-                    try:
-                        report = _as_dict(
-                            engine(protected, **_engine_args(engine, before, encoders, device, thorough))
-                        )
-                        report["measured_by"] = "fixative.check"
-                        report["noise_comparison"] = direct
-                    except (TypeError, AttributeError, FixativeError) as exc:  # e.g. nothing it can measure
-                        direct.setdefault("notes", []).append(f"fixative.check could not be used ({exc})")
+                try:
+                    checked = fixative.check(
+                        protected, original=before, models=encoders, device=device, fast=not thorough
+                    )
+                    report = dict(checked.to_dict(), measured_by="fixative.check", noise_comparison=direct)
+                except FixativeError as exc:  # e.g. no original and no metadata: nothing it can measure
+                    direct.setdefault("notes", []).append(f"fixative.check could not be used ({exc})")
                 reports.append(report)
                 seen.append(self._model_sees(protected, encoders, height, width))
                 bar.update_absolute(b + 1)

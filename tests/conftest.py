@@ -33,8 +33,9 @@ def taef2_path() -> Path:
 @pytest.fixture(scope="session")
 def taef2(taef2_path):
     from fixative.models import load_encoders
+    from fixative.plugins import hooks
 
-    return load_encoders([str(taef2_path)], device="cpu")[0]
+    return load_encoders([str(taef2_path)], hooks(), device="cpu")[0]
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 
 import fixative
-from fixative.check import purify
-from fixative.check.report import table
-from fixative.check.runner import run_check
-from fixative.cli import main
+from fixative.api import run_check
+from fixative.checks import purify
+from fixative.checks.report import table
+from fixative.hosts.cli import main
 from fixative.load import load_image
 from fixative.save import save_image
 
@@ -179,10 +179,10 @@ def test_json_schema_is_stable(protected_files, tmp_path):
         json_path=out,
     )
     data = json.loads(out.read_text())
-    assert set(data) == SCHEMA_KEYS
-    assert data["schema"] == 1
-    assert set(data["thresholds"]) == {"protected", "survives", "estimate_margin"}
-    assert set(data["encoders"][0]) == {
+    assert SCHEMA_KEYS <= set(data)  # version 1's keys are all kept; version 2 adds some
+    assert data["schema"] == data["schema_version"] == 2
+    assert set(data["thresholds"]) >= {"protected", "survives", "estimate_margin"}
+    assert set(data["encoders"][0]) >= {
         "name",
         "family",
         "source",
@@ -192,9 +192,9 @@ def test_json_schema_is_stable(protected_files, tmp_path):
         "distance_after",
         "feature_shift",
     }
-    assert set(data["robustness"][0]) == {"purification", "strength", "per_encoder", "survives"}
-    assert set(data["perceptual"]) == {"linf_255", "psnr_db", "ssim", "lpips"}
-    assert set(data["target"]) == {"recorded", "rebuilt", "hash_match"}
+    assert set(data["robustness"][0]) >= {"purification", "strength", "per_encoder", "survives"}
+    assert set(data["perceptual"]) >= {"linf_255", "psnr_db", "ssim", "lpips"}
+    assert set(data["target"]) >= {"recorded", "rebuilt", "hash_match"}
     assert data["metadata"]["target"]["details"]["style"] in ("charcoal", "pop", "mosaic")
 
 
@@ -264,11 +264,12 @@ def test_missing_decoder_and_upscaler_are_reported_not_faked(tmp_path):
         purify.noisy_upscale(torch.rand(3, 16, 16), upscaler=tmp_path)
 
 
-def test_subpackage_stays_importable_next_to_the_function():
-    import fixative.check.purify as by_path
+def test_check_is_simply_the_function_and_checks_the_stage():
+    import fixative.checks.purify as by_path
 
     assert callable(fixative.check) and fixative.check.__name__ == "check"
-    assert by_path is purify and fixative.check.purify.jpeg is purify.jpeg
+    assert not hasattr(fixative.check, "purify")  # no attributes bolted onto the function
+    assert by_path is purify
 
 
 def test_cli_reports_and_min_strength(protected_files, tmp_path, capsys):
@@ -340,7 +341,7 @@ def test_noisy_upscaling_runs_with_a_local_upscaler(tmp_path):
         UNet2DConditionModel,
     )
 
-    from fixative.check.purify import noisy_upscale
+    from fixative.checks.purify import noisy_upscale
 
     from .conftest import tiny_text_stack
 

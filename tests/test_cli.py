@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixative.cli import main
+from fixative.hosts.cli import main
 
 FAST = ["--quality", "fast", "--steps", "2", "--method", "edit"]
 

@@ -123,7 +123,14 @@ def protected(comfy, pack, taef2_vae, artworks, target):
     node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
     with torch.inference_mode():
         out, report = getattr(node, node.FUNCTION)(
-            artworks, "edit", "default", "fast", 7, vae=taef2_vae, target=target, steps=4
+            image=artworks,
+            method="edit",
+            intensity="default",
+            quality="fast",
+            seed=7,
+            vae=taef2_vae,
+            target=target,
+            steps=4,
         )
     comfy["utils"].set_progress_bar_global_hook(None)
     return {
@@ -199,7 +206,16 @@ def test_mask_limits_the_change(comfy, pack, taef2_vae, artworks):
         mask = torch.zeros(1, 48, 64)
         mask[:, :, :32] = 1.0  # left half only
         node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
-        out, _ = node.protect(image, "style", "high", "fast", 0, vae=taef2_vae, mask=mask, steps=2)
+        out, _ = node.protect(
+            image=image,
+            method="style",
+            intensity="high",
+            quality="fast",
+            seed=0,
+            vae=taef2_vae,
+            mask=mask,
+            steps=2,
+        )
     change = (out - image).abs()
     assert float(change[..., 32:, :].max()) == 0.0
     assert float(change[..., :32, :].max()) > 0
@@ -220,7 +236,13 @@ def test_interrupt_from_the_progress_hook_stops_the_node(comfy, pack, taef2_vae,
     try:
         with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
             pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-                artworks, "style", "default", "fast", 0, vae=taef2_vae, steps=6
+                image=artworks,
+                method="style",
+                intensity="default",
+                quality="fast",
+                seed=0,
+                vae=taef2_vae,
+                steps=6,
             )
     finally:
         comfy["utils"].set_progress_bar_global_hook(None)
@@ -235,7 +257,13 @@ def test_interrupt_flag_cancels_through_the_engine(comfy, pack, taef2_vae, artwo
     try:
         with torch.inference_mode(), pytest.raises(mm.InterruptProcessingException):
             pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-                artworks[:1], "style", "default", "fast", 0, vae=taef2_vae, steps=4
+                image=artworks[:1],
+                method="style",
+                intensity="default",
+                quality="fast",
+                seed=0,
+                vae=taef2_vae,
+                steps=4,
             )
         assert not mm.processing_interrupted()  # raised the ComfyUI way, which clears the flag
     finally:
@@ -247,7 +275,14 @@ def test_concept_needs_an_anchor(pack, taef2_vae, artworks):
 
     with torch.inference_mode(), pytest.raises(FixativeError, match="anchor image"):
         pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-            artworks, "concept", "default", "fast", 0, vae=taef2_vae, concept="a dog", steps=1
+            image=artworks,
+            method="concept",
+            intensity="default",
+            quality="fast",
+            seed=0,
+            vae=taef2_vae,
+            concept="a dog",
+            steps=1,
         )
 
 
@@ -262,7 +297,14 @@ def test_autoencoder_kl_vae(comfy, pack, artworks, target):
         vae = comfy["sd"].VAE(first_stage_model=comfy["sd"].AutoencoderKL(model), latent_channels=4)
         image = artworks[:1]
         out, report = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]().protect(
-            image, "edit", "default", "fast", 0, vae=vae, target=target, steps=2
+            image=image,
+            method="edit",
+            intensity="default",
+            quality="fast",
+            seed=0,
+            vae=vae,
+            target=target,
+            steps=2,
         )
     assert out.shape == image.shape and float((out - image).abs().max()) <= EPS + 1e-6
     first = json.loads(report)["images"][0]["encoders"][0]
@@ -340,7 +382,7 @@ def fake_comfyui(tmp_path):
 
 
 def _install(*args: str) -> int:
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     return main(["install", "comfyui", *args])
 

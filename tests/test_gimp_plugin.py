@@ -21,7 +21,8 @@ from unittest.mock import MagicMock
 import pytest
 from PIL import Image
 
-from fixative.hosts import fixative_client, install_gimp
+from fixative import fixative_client
+from fixative.hosts.install import gimp as install_gimp
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_DIR = ROOT / "plugins" / "gimp" / "fixative-protect"
@@ -611,7 +612,7 @@ def test_default_plugins_dir_per_os(platform, env, expected):
 
 
 def test_cli_install_gimp(tmp_path, monkeypatch, capsys):
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("APPDATA", str(tmp_path / "xdg"))

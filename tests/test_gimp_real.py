@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixative.hosts import fixative_client
+from fixative import fixative_client
 
 pytestmark = pytest.mark.editor
 

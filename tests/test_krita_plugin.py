@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT / "plugins" / "krita"), str(Path(__file__).resolve().pa
 import krita  # noqa: E402  (the mock)
 from fixative_krita import engine, operations, pixels, pngio, settings  # noqa: E402
 
-from fixative.hosts import fixative_client  # noqa: E402
+from fixative import fixative_client  # noqa: E402
 
 
 # --- pixel conversion for every depth ---------------------------------------------------------------
@@ -423,7 +423,7 @@ def test_package_registers_only_inside_krita(monkeypatch):
 
 # --- installer ----------------------------------------------------------------------------------
 def test_resource_and_kritarc_paths_per_os(tmp_path):
-    from fixative.hosts import install_krita as inst
+    from fixative.hosts.install import krita as inst
 
     home = tmp_path
     assert inst.krita_resource_dir("linux", {}, home) == home / ".local" / "share" / "krita"
@@ -436,7 +436,7 @@ def test_resource_and_kritarc_paths_per_os(tmp_path):
 
 
 def test_kritarc_edit_keeps_everything_else():
-    from fixative.hosts.install_krita import enable_in_kritarc
+    from fixative.hosts.install.krita import enable_in_kritarc
 
     original = (
         "[General]\nCase=Kept\nweird[$e]=$HOME/x\n\n[python]\nenable_other=true\n\n[Theme]\nName=Dark\n"
@@ -452,7 +452,7 @@ def test_kritarc_edit_keeps_everything_else():
 
 
 def test_fixative_install_krita_cli(tmp_path, monkeypatch, capsys):
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
@@ -483,7 +483,7 @@ def test_installed_package_uses_its_own_client_copy(tmp_path):
     """The package imports the client copied next to it (Krita's Python has no fixative package)."""
     import subprocess
 
-    from fixative.hosts import install_krita as inst
+    from fixative.hosts.install import krita as inst
 
     inst.install(tmp_path / "res", kritarc=tmp_path / "kritarc", config_dir=tmp_path / "cfg")
     code = (

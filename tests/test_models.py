@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from fixative.errors import ModelNotFoundError
 from fixative.models import find_models, load_encoders, resolve
 from fixative.models.autoencoder_kl import AutoencoderKLFamily
+from fixative.plugins import hooks
 
 from .conftest import TAESD_DIR
 
@@ -35,7 +36,7 @@ def test_taesana_is_a_32x_encoder(small_artwork):
     path = TAESD_DIR / "taesana_encoder.pth"
     if not path.exists():
         pytest.skip("taesana not present")
-    enc = load_encoders([str(path)])[0]
+    enc = load_encoders([str(path)], hooks())[0]
     with torch.no_grad():
         z = enc(_image(small_artwork))
     assert enc.downscale == 32 and z.shape == (1, 32, 4, 4)
@@ -51,9 +52,9 @@ def test_tiny_safetensors_in_diffusers_layout_loads_identically(taef2, tmp_path,
     )
     file = tmp_path / "taef2.safetensors"
     save_file(state, str(file))
-    entry = resolve(str(file))
+    entry = resolve(str(file), hooks())
     assert entry.family == "taef2" and entry.decoder == str(file)
-    enc = load_encoders([entry], cache=None)[0]
+    enc = load_encoders([entry], hooks(), cache=None)[0]
     x = _image(small_artwork, 64)
     with torch.no_grad():
         assert torch.allclose(enc(x), taef2(x), atol=1e-5)
@@ -64,13 +65,13 @@ def test_autoencoder_kl_folder_and_single_file(tiny_kl, tmp_path):
     folder, model = tiny_kl
     x = torch.rand(1, 3, 64, 64)
     expected = (model.encode(x * 2 - 1).latent_dist.mean - 0.0) * model.config.scaling_factor
-    enc = load_encoders([str(folder)], cache=None)[0]
+    enc = load_encoders([str(folder)], hooks(), cache=None)[0]
     assert enc.family == "sd" and enc.latent_channels == 4 and enc.downscale == 2
     with torch.no_grad():
         assert torch.allclose(enc(x), expected, atol=1e-5)
     file = tmp_path / "tiny_vae.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file))
-    single = load_encoders([str(file)], cache=None)[0]
+    single = load_encoders([str(file)], hooks(), cache=None)[0]
     with torch.no_grad():
         assert torch.allclose(single(x), expected, atol=1e-5)
         assert single.decode(single(x)).shape == x.shape
@@ -84,9 +85,9 @@ def test_sixteen_channel_kl_gets_sd3_or_flux_scaling(tmp_path):
     model = AutoencoderKL(**tiny_kl_config(16), use_quant_conv=False, use_post_quant_conv=False)
     file = tmp_path / "flux_ae.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file))
-    entry = AutoencoderKLFamily().probe(file)
+    entry = AutoencoderKLFamily().fixative_probe_model(file)
     assert entry.family == "flux" and entry.latent_channels == 16
-    enc = load_encoders([entry], cache=None)[0]
+    enc = load_encoders([entry], hooks(), cache=None)[0]
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         mean = model.encoder(x * 2 - 1)[:, :16]
@@ -95,7 +96,7 @@ def test_sixteen_channel_kl_gets_sd3_or_flux_scaling(tmp_path):
 
 def test_ensemble_loads_several(taef2_path, tiny_kl):
     folder, _ = tiny_kl
-    encs = load_encoders([str(taef2_path), str(folder)], cache=None)
+    encs = load_encoders([str(taef2_path), str(folder)], hooks(), cache=None)
     assert [e.family for e in encs] == ["taef2", "sd"]
 
 
@@ -108,28 +109,28 @@ def test_discovery_lists_models_and_explains_when_none(monkeypatch, tmp_path, ta
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("FIXATIVE_MODELS", str(models))
-    found = find_models()
+    found = find_models(hooks())
     assert [(e.family, e.latent_channels) for e in found] == [("taef2", 32)]
     assert found[0].decoder.endswith("taef2_decoder.pth")
-    assert resolve("taef2").source == found[0].source
+    assert resolve("taef2", hooks()).source == found[0].source
     monkeypatch.setenv("FIXATIVE_MODELS", str(tmp_path / "empty"))
     with pytest.raises(ModelNotFoundError, match="no image encoder found"):
-        load_encoders(None, cache=None)
+        load_encoders(None, hooks(), cache=None)
 
 
 def test_bad_model_files_get_clear_errors(tmp_path, taef2_path):
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 64)
     with pytest.raises(ModelNotFoundError, match="not an image encoder"):
-        resolve(str(junk))
+        resolve(str(junk), hooks())
     other = tmp_path / "classifier.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, other)
     with pytest.raises(ModelNotFoundError, match="not an image encoder"):
-        resolve(str(other))
+        resolve(str(other), hooks())
     with pytest.raises(ModelNotFoundError, match="decoder"):
-        resolve(str(taef2_path.with_name("taef2_decoder.pth")))
+        resolve(str(taef2_path.with_name("taef2_decoder.pth")), hooks())
     with pytest.raises(ModelNotFoundError, match="not found"):
-        resolve(str(Path("no-such-model")))
+        resolve(str(Path("no-such-model")), hooks())
 
 
 def test_pickled_code_is_refused(tmp_path):
@@ -140,7 +141,7 @@ def test_pickled_code_is_refused(tmp_path):
     bad = tmp_path / "evil_encoder.pth"
     torch.save({"0.weight": Evil()}, bad)
     with pytest.raises(ModelNotFoundError):
-        resolve(str(bad))
+        resolve(str(bad), hooks())
 
 
 def _to_ldm(state: dict[str, torch.Tensor], n_blocks: int) -> dict[str, torch.Tensor]:
@@ -179,9 +180,9 @@ def test_full_sd_checkpoint_in_ldm_layout_loads_offline(tmp_path):
     ldm["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(4, 4, 3, 3)
     file = tmp_path / "v1-5-tiny.safetensors"
     save_file(ldm, str(file))
-    entry = resolve(str(file))
+    entry = resolve(str(file), hooks())
     assert entry.family == "sd" and entry.details["format"] == "ldm-file"
-    enc = load_encoders([entry], cache=None)[0]
+    enc = load_encoders([entry], hooks(), cache=None)[0]
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         expected = model.encode(x * 2 - 1).latent_dist.mean * 0.18215
@@ -206,11 +207,11 @@ def test_hub_id_resolves_from_the_local_cache_offline(tmp_path, monkeypatch, tin
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    entry = resolve("someone/tiny-sd")
+    entry = resolve("someone/tiny-sd", hooks())
     assert entry.kind == "kl" and entry.details["hub_id"] == "someone/tiny-sd"
-    assert load_encoders([entry], cache=None)[0].latent_channels == 4
+    assert load_encoders([entry], hooks(), cache=None)[0].latent_channels == 4
     with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache"):
-        resolve("someone/absent-model")
+        resolve("someone/absent-model", hooks())
 
 
 def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
@@ -220,7 +221,7 @@ def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
         k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(("encoder.", "quant_conv"))
     }
     save_file(state, str(file))
-    enc = load_encoders([str(file)], cache=None)[0]
+    enc = load_encoders([str(file)], hooks(), cache=None)[0]
     assert not enc.has_decoder  # never a randomly initialised decoder posing as "what the model sees"
     assert enc(torch.rand(1, 3, 32, 32)).shape == (1, 4, 16, 16)
 
@@ -228,4 +229,4 @@ def test_encoder_only_single_file_has_no_decoder(tiny_kl, tmp_path):
 def test_full_vaes_get_smaller_tiles(taef2, tiny_kl):
     folder, _ = tiny_kl
     assert taef2.tile == 512
-    assert load_encoders([str(folder)], cache=None)[0].tile == 288  # keeps a 4096² image within 4 GB
+    assert load_encoders([str(folder)], hooks(), cache=None)[0].tile == 288  # keeps a 4096² image within 4 GB

@@ -16,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from fixative.server import ServerSettings, ensure_token, start_in_thread
+from fixative.hosts.server import ServerSettings, ensure_token, start_in_thread
 
 from .conftest import DEFAULT_EPS_255
 
@@ -44,7 +44,7 @@ def config_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(taef2_path, config_dir):
-    from fixative.server.runtime import remove_server_info, write_server_info
+    from fixative.hosts.server.runtime import remove_server_info, write_server_info
 
     settings = ServerSettings(models=[str(taef2_path)], max_queue=32, janitor_interval=0.1)
     running = start_in_thread(settings, token=ensure_token(config_dir))
@@ -225,7 +225,9 @@ def test_token_is_required(server, wave96):
     assert wrong.status_code == 401 and wrong.json()["error"] == "wrong token"
     upload = requests.post(f"{server.url}/jobs", files={"file": ("a.png", png_bytes(wave96))})
     assert upload.status_code == 401 and "token" in upload.json()["error"]
-    assert requests.get(f"{server.url}/openapi.json").json()["info"]["title"] == "Fixative engine"
+    assert requests.get(f"{server.url}/openapi.json").status_code == 401  # the docs need the token too
+    schema = requests.get(f"{server.url}/openapi.json", headers=auth(server)).json()
+    assert schema["info"]["title"] == "Fixative engine"
     health = requests.get(f"{server.url}/health", headers=auth(server)).json()
     assert health["version"] and health["devices"] == ["cpu"]
 
@@ -324,8 +326,9 @@ def test_python_client_protects_cancels_and_explains(server, wave96, tmp_path, t
 
     with pytest.raises(JobCancelled):
         client.protect(path, quality="fast", steps=500, cancel=cancel_after_a_few_polls)
-    with pytest.raises(JobFailed, match="epsilon"):
+    with pytest.raises(ServerError, match="epsilon") as refused:  # refused at submit, never queued
         client.protect(path, epsilon=0.9)
+    assert refused.value.status == 400 and not isinstance(refused.value, JobFailed)
     with pytest.raises(ServerError, match="not an image") as bad:
         client.protect(b"nonsense")
     assert bad.value.status == 400
@@ -334,7 +337,7 @@ def test_python_client_protects_cancels_and_explains(server, wave96, tmp_path, t
 
 
 def test_cli_protect_with_server(server, wave96, tmp_path):
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     path = tmp_path / "art.png"
     wave96.save(path)
@@ -363,14 +366,14 @@ def test_cli_protect_with_server(server, wave96, tmp_path):
 
 
 def test_serve_refuses_a_public_address_without_the_flag(capsys):
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--no-preload"]) == 2
     assert "--allow-remote" in capsys.readouterr().err
 
 
 def test_serve_ready_line_discovery_and_stop(tmp_path, monkeypatch, capsys):
-    from fixative.cli import main
+    from fixative.hosts.cli import main
 
     monkeypatch.setenv("FIXATIVE_CONFIG_DIR", str(tmp_path))
     env = dict(os.environ)

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixative.hosts import fixative_client as fc
-from fixative.server import ServerSettings, ensure_token, start_in_thread
+from fixative import fixative_client as fc
+from fixative.hosts.server import ServerSettings, ensure_token, start_in_thread
 
 CLIENT = Path(fc.__file__)
 
@@ -144,7 +144,7 @@ def test_discover_and_not_installed(monkeypatch, tmp_path, server):
 
 
 def test_ensure_engine_starts_the_recorded_engine_and_it_stops(monkeypatch, tmp_path):
-    from fixative.server.runtime import stop_running
+    from fixative.hosts.server.runtime import stop_running
 
     monkeypatch.setenv("FIXATIVE_CONFIG_DIR", str(tmp_path))
     command = [sys.executable, "-m", "fixative", "serve", "--no-preload", "--log-level", "warning"]

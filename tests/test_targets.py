@@ -7,10 +7,16 @@ import pytest
 import torch
 
 import fixative
-from fixative.target import TargetRequest, make_target
-from fixative.target.styles import STYLES
+from fixative.plugins import hooks
+from fixative.targets import TargetRequest
+from fixative.targets import make_target as make_with_hooks
+from fixative.targets.styles import STYLES
 
 from .conftest import tiny_text_stack
+
+
+def make_target(request):
+    return make_with_hooks(request, hooks())
 
 
 def _art(small_artwork, size=(64, 48)) -> torch.Tensor:

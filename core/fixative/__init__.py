@@ -1,13 +1,29 @@
-"""Fixative: invisible protection for artworks against diffusion models.
+"""Fixative: protection for artworks against diffusion models.
 
-The data path reads as the package does: ``load`` -> ``target`` -> ``optimise`` -> ``check`` -> ``save``,
-with ``models`` (the encoders) beside it. ``protect`` and ``check`` are the API hosts call.
+The data path reads as the package does: ``load`` -> ``targets`` -> ``optimise`` -> ``checks`` -> ``save``,
+with ``models`` (the encoders) beneath and ``hosts`` (CLI, engine server, installers) above the ``api``.
+``protect`` and ``check`` are what hosts call. Names are imported on first use, so ``fixative --help``
+does not load torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .api import ProtectResult, protect, protect_file  # noqa: E402
-from .check import check  # noqa: E402  (the function; the subpackage stays importable as fixative.check.*)
-from .errors import FixativeError  # noqa: E402
+from .lazy import exports
+from .version import __version__
 
-__all__ = ["FixativeError", "ProtectResult", "__version__", "check", "protect", "protect_file"]
+_EXPORTS = {
+    "protect": "api",
+    "protect_file": "api",
+    "ProtectResult": "api",
+    "check": "api",
+    "ProtectOptions": "options",
+    "JobOptions": "options",
+    "ProtectReport": "reports",
+    "CheckReport": "reports",
+    "FixativeError": "errors",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+__getattr__ = exports(__name__, _EXPORTS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
@@ -101,3 +102,57 @@ def strength(
     if start <= 1e-12:
         return 1.0
     return 1.0 - distance(protected, target) / start
+
+
+class TargetLike(Protocol):
+    """What a probe needs of a target (``fixative.targets.Target``)."""
+
+    image: torch.Tensor | None
+
+    def features(self, encoder, original_tile: torch.Tensor, target_tile: torch.Tensor | None): ...
+
+
+@dataclass
+class StrengthProbe:
+    """One encoder, the tiles of one image and the target's features on each: scores any version of it.
+
+    The one strength measurement: the optimiser takes its target features and start distance from a probe,
+    ``protect`` reports through one, and ``check`` scores purified copies with one.
+    """
+
+    encoder: Callable[[torch.Tensor], torch.Tensor]
+    tiles: list[Tile]
+    target: list[torch.Tensor]
+
+    @classmethod
+    def build(
+        cls, encoder, goal: TargetLike, reference: torch.Tensor, tile: int = DEFAULT_TILE, tile_list=None
+    ) -> StrengthProbe:
+        """``reference`` (3, H, W) is the original (or its stand-in) the target's features are made on."""
+        dev = encoder.device
+        ref = reference[None].to(dev)
+        tile_list = tile_list or tiles(ref.shape[-2], ref.shape[-1], tile)
+        timg = None if goal.image is None else goal.image[None].to(dev)
+        target = [
+            goal.features(encoder, t.crop(ref), None if timg is None else t.crop(timg)) for t in tile_list
+        ]
+        return cls(encoder, tile_list, target)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        x = (images if images.ndim == 4 else images[None]).to(self.encoder.device)
+        return [self.encoder(t.crop(x)) for t in self.tiles]
+
+    def distance(self, images: torch.Tensor) -> float:
+        """Mean squared feature distance of ``images`` to the target."""
+        return distance(self.features(images), self.target)
+
+    def squared_sum(self, images: torch.Tensor) -> float:
+        """Summed squared distance (the optimiser's normaliser: what the loss starts from)."""
+        feats = self.features(images)
+        return sum(float((f - t).pow(2).sum()) for f, t in zip(feats, self.target, strict=True))
+
+    def strength(self, protected: torch.Tensor, original: torch.Tensor) -> tuple[float, float, float]:
+        """(strength, distance before, distance after) of ``protected`` against ``original``."""
+        p, o = self.features(protected), self.features(original)
+        return strength(p, o, self.target), distance(o, self.target), distance(p, self.target)

@@ -1,13 +1,19 @@
 """The one extension seam: pluggy hook specifications.
 
-A new model family or a new kind of target is a plugin that implements one of these hooks, registered
+A new model family or a new kind of target is a plugin implementing some of these hooks, registered
 through the ``fixative`` entry-point group (or ``fixative.plugins.manager().register`` at run time).
+Every hook is ``firstresult``: pluggy asks the plugins in turn (the last registered first, so installed
+plugins come before the built-in ones) and the first answer that is not ``None`` wins. A plugin says
+"not mine" by returning ``None``.
+
+Stages never import the plugin manager: ``fixative.plugins.hooks()`` (a pluggy ``HookRelay``) is handed
+down to them by the API.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -15,46 +21,35 @@ if TYPE_CHECKING:
     import torch
 
     from .models.base import Encoder, ModelEntry
-    from .target.base import Target, TargetRequest
+    from .targets.base import Target, TargetRequest
 
 hookspec = pluggy.HookspecMarker("fixative")
 hookimpl = pluggy.HookimplMarker("fixative")
 
 
-class EncoderFamily(Protocol):
-    """Knows how to recognise and load one family of image encoders."""
-
-    name: str
-
-    def probe(self, path: Path) -> ModelEntry | None:
-        """A ModelEntry when ``path`` (file or folder) holds a model of this family, else None."""
-
-    def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
-        """A ModelEntry for a hub id this family can load, else None."""
-
-    def load(
-        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
-    ) -> Encoder:
-        """Build the encoder (and decoder when asked and available), weights loaded strictly."""
+@hookspec(firstresult=True)
+def fixative_probe_model(path: Path) -> ModelEntry | None:
+    """A ``ModelEntry`` when ``path`` (file or folder) holds an encoder this plugin can load."""
 
 
-class TargetMaker(Protocol):
-    """Builds the target that one protection method pulls features toward."""
-
-    method: str  # "style", "concept" or "edit"
-    kind: str  # short name shown in reports, e.g. "procedural", "image", "img2img"
-    priority: int  # higher wins when several makers can serve a request
-
-    def can_make(self, request: TargetRequest) -> bool: ...
-
-    def make(self, request: TargetRequest) -> Target: ...
+@hookspec(firstresult=True)
+def fixative_probe_model_id(model_id: str, allow_download: bool) -> ModelEntry | None:
+    """A ``ModelEntry`` for a hub id this plugin can load (from the local cache unless allowed)."""
 
 
-@hookspec
-def fixative_encoder_families() -> list[EncoderFamily]:
-    """Return the encoder families this plugin provides."""
+@hookspec(firstresult=True)
+def fixative_load_encoder(
+    entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
+) -> Encoder | None:
+    """The encoder (and its decoder when asked and available) for an entry this plugin probed."""
 
 
-@hookspec
-def fixative_target_makers() -> list[TargetMaker]:
-    """Return the target makers this plugin provides."""
+@hookspec(firstresult=True)
+def fixative_make_target(request: TargetRequest) -> Target | None:
+    """The target this request asks for, when this plugin makes that kind."""
+
+
+@hookspec(firstresult=True)
+def fixative_rebuild_target(recorded: dict, request: TargetRequest) -> Target | None:
+    """Rebuild a target from what a protected file recorded (``Target.describe()``), so ``check`` can
+    measure against it; ``request`` carries the artwork (or its stand-in) and any image the user gave."""

@@ -1,4 +1,8 @@
-"""The plugin manager: built-in families and targets, plus any installed ``fixative`` entry points."""
+"""The plugin manager: the built-in encoder families and target makers, then installed ``fixative`` plugins.
+
+The API hands ``hooks()`` down to the stages (model discovery, targets); nothing below the API imports
+this module.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,17 @@ from . import hookspecs
 
 @lru_cache(maxsize=1)
 def manager() -> pluggy.PluginManager:
+    from .models import builtin as builtin_models
+    from .targets import builtin as builtin_targets
+
     pm = pluggy.PluginManager("fixative")
     pm.add_hookspecs(hookspecs)
-    from .models import builtin as builtin_models
-    from .target import builtin as builtin_targets
-
-    pm.register(builtin_models)
-    pm.register(builtin_targets)
+    for plugin in (*builtin_models.PLUGINS, *builtin_targets.PLUGINS):  # later ones are asked first
+        pm.register(plugin)
     pm.load_setuptools_entrypoints("fixative")
     return pm
 
 
-def encoder_families() -> list:
-    return [family for group in manager().hook.fixative_encoder_families() for family in group]
-
-
-def target_makers() -> list:
-    return [maker for group in manager().hook.fixative_target_makers() for maker in group]
+def hooks() -> pluggy.HookRelay:
+    """What stages call: ``hooks().fixative_make_target(request=...)`` and the other hookspecs."""
+    return manager().hook

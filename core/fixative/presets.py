@@ -27,7 +27,6 @@ class Quality:
     steps: int
     eot_samples: int  # random purifications (JPEG/resize/blur/noise) averaged per step
     step_size: float  # first signed-gradient step, as a share of epsilon
-    coarse_steps: int  # steps spent at half resolution first (coarse-to-fine)
     early_stop: float  # stop once strength reaches this (1.0 = never)
     final_step: float = 0.05  # last step, as a share of epsilon (geometric decay from step_size)
     momentum: float = 0.75  # weight of past (normalised) gradients in each signed step
@@ -45,39 +44,37 @@ INTENSITIES: dict[str, Intensity] = {
 
 QUALITIES: dict[str, Quality] = {
     # Measured in bench/ (docs/speed.md): momentum + geometric decay reach a plain 100-step PGD loop's
-    # strength in about 10 steps; coarse-to-fine did not transfer for taef2 (kept available, off).
+    # strength in about 10 steps.
     # `default` converges clean for 12 steps (their own 0.5 -> 0.05 decay), then hardens for 8 steps from
     # 0.25·ε with EOT on every 2nd: after 20 steps within ~0.01 of EOT on every 4th step throughout, in
     # strength and robustness, but it reaches a given clean strength in 2-5 fewer steps.
-    "fast": Quality(steps=10, eot_samples=0, step_size=0.5, coarse_steps=0, early_stop=0.97),
+    "fast": Quality(steps=10, eot_samples=0, step_size=0.5, early_stop=0.97),
     "default": Quality(
         steps=20,
         eot_samples=1,
         step_size=0.5,
-        coarse_steps=0,
         early_stop=0.97,
         eot_every=2,
         eot_start=12,
         harden_step=0.25,
     ),
-    "slow": Quality(steps=40, eot_samples=1, step_size=0.5, coarse_steps=0, early_stop=0.99, final_step=0.03),
+    "slow": Quality(steps=40, eot_samples=1, step_size=0.5, early_stop=0.99, final_step=0.03),
 }
 
 
 def intensity(name: str) -> Intensity:
-    try:
-        return INTENSITIES[name]
-    except KeyError:
-        raise BadParameterError(
-            f"unknown intensity {name!r}; choose one of: {', '.join(INTENSITIES)}"
-        ) from None
+    return _named(INTENSITIES, name, "intensity")
 
 
 def quality(name: str) -> Quality:
+    return _named(QUALITIES, name, "quality")
+
+
+def _named(table: dict, name: str, what: str):
     try:
-        return QUALITIES[name]
+        return table[name]
     except KeyError:
-        raise BadParameterError(f"unknown quality {name!r}; choose one of: {', '.join(QUALITIES)}") from None
+        raise BadParameterError(f"unknown {what} {name!r}; choose one of: {', '.join(table)}") from None
 
 
 def as_table() -> dict[str, dict[str, dict]]:

@@ -1,5 +1,19 @@
-"""Step 1 of the data path: load an artwork (and keep what must be written back)."""
+"""Step 1 of the data path: load an artwork (and keep what must be written back).
 
-from .image import MAX_PIXELS, METADATA_KEY, Artwork, from_pil, load_bytes, load_image, to_artwork
+``decode`` reads files without torch (the CLI checks inputs with it before loading the engine); ``image``
+turns them into tensors. Names are imported on first use for that reason.
+"""
 
-__all__ = ["MAX_PIXELS", "METADATA_KEY", "Artwork", "from_pil", "load_bytes", "load_image", "to_artwork"]
+from __future__ import annotations
+
+from ..lazy import exports
+
+_EXPORTS = {
+    **dict.fromkeys(("Artwork", "from_pil", "load_bytes", "load_image", "to_artwork"), "image"),
+    **dict.fromkeys(("MAX_PIXELS", "decode_file"), "decode"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = exports(__name__, _EXPORTS)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelNotFoundError
+from ..hookspecs import hookimpl
 from .base import Encoder, ModelEntry
 from .weights import read_keys, read_state_dict
 
@@ -119,9 +120,12 @@ def wrap(vae, family: str, name: str, source: str, with_decoder: bool = True) ->
 
 
 class AutoencoderKLFamily:
+    """diffusers ``AutoencoderKL``: folders, hub ids, single ``.safetensors`` files (VAE or checkpoint)."""
+
     name = "autoencoder-kl"
 
-    def probe(self, path: Path) -> ModelEntry | None:
+    @hookimpl
+    def fixative_probe_model(self, path: Path) -> ModelEntry | None:
         entry = self._probe(path)
         if entry is not None:
             entry.details["loader"] = self.name
@@ -174,7 +178,8 @@ class AutoencoderKLFamily:
             )
         return None
 
-    def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
+    @hookimpl
+    def fixative_probe_model_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
         if not re.fullmatch(r"[\w.-]+/[\w.-]+", model_id):
             return None
         from huggingface_hub import snapshot_download
@@ -189,15 +194,18 @@ class AutoencoderKLFamily:
                 )
             except Exception:
                 continue
-            entry = self.probe(Path(folder))
+            entry = self.fixative_probe_model(Path(folder))
             if entry:
                 entry.details["hub_id"] = model_id
                 return entry
         return None
 
-    def load(
+    @hookimpl
+    def fixative_load_encoder(
         self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
-    ) -> Encoder:
+    ) -> Encoder | None:
+        if entry.details.get("loader") != self.name:
+            return None
         from diffusers import AutoencoderKL
 
         fmt = entry.details.get("format")

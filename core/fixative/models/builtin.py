@@ -1,4 +1,4 @@
-"""Built-in encoder families, registered through the same hook a third-party plugin uses."""
+"""Built-in encoder families, registered through the same hooks a third-party plugin implements."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from .base import Encoder, ModelEntry
 
 
 class TinyAutoencoderFamily:
+    """The TAESD family: ``*_encoder.pth`` / ``.safetensors`` files and diffusers AutoencoderTiny folders."""
+
     name = "taesd"
 
-    def probe(self, path: Path) -> ModelEntry | None:
+    @hookimpl
+    def fixative_probe_model(self, path: Path) -> ModelEntry | None:
         entry = None
         if path.is_file() and path.suffix in (".pth", ".pt", ".safetensors"):
             entry = taesd.probe(path)
@@ -27,15 +30,13 @@ class TinyAutoencoderFamily:
             entry.details["loader"] = self.name
         return entry
 
-    def probe_id(self, model_id: str, allow_download: bool) -> ModelEntry | None:
-        return None
-
-    def load(
+    @hookimpl
+    def fixative_load_encoder(
         self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool
-    ) -> Encoder:
+    ) -> Encoder | None:
+        if entry.details.get("loader") != self.name:
+            return None
         return taesd.load(entry, device, dtype, with_decoder)
 
 
-@hookimpl
-def fixative_encoder_families() -> list:
-    return [TinyAutoencoderFamily(), AutoencoderKLFamily()]
+PLUGINS = (AutoencoderKLFamily(), TinyAutoencoderFamily())

@@ -1,4 +1,8 @@
-"""Finding encoders offline first: ``--model``, then the search path, then (only if allowed) the hub."""
+"""Finding encoders offline first: ``--model``, then the search path, then (only if allowed) the hub.
+
+Every function takes ``hooks`` (``fixative.plugins.hooks()``, handed down by the API): the encoder
+families are plugins, and this module never imports the plugin manager.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,6 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelNotFoundError
-from ..plugins import encoder_families
 from .base import Encoder, ModelEntry, resolve_device, resolve_dtype
 from .weights import WEIGHT_SUFFIXES
 
@@ -47,16 +50,12 @@ def search_path() -> list[Path]:
     return [d for d in dirs if not (d in seen or seen.add(d))]
 
 
-def probe(path: Path) -> ModelEntry | None:
-    for family in encoder_families():
-        try:
-            entry = family.probe(path)
-        except ModelNotFoundError:
-            entry = None
-        if entry is not None:
-            entry.details.setdefault("loader", family.name)
-            return entry
-    return None
+def probe(path: Path, hooks) -> ModelEntry | None:
+    """The entry of the first family that recognises ``path``, or None."""
+    try:
+        return hooks.fixative_probe_model(path=path)
+    except ModelNotFoundError:
+        return None
 
 
 def _candidates(root: Path, depth: int = 4):
@@ -80,7 +79,7 @@ def _candidates(root: Path, depth: int = 4):
                 yield child
 
 
-def find_models(include_decoders: bool = False) -> list[ModelEntry]:
+def find_models(hooks, include_decoders: bool = False) -> list[ModelEntry]:
     """Every encoder on the search path (what ``fixative models`` lists)."""
     found: list[ModelEntry] = []
     seen: set[str] = set()
@@ -90,15 +89,15 @@ def find_models(include_decoders: bool = False) -> list[ModelEntry]:
             if real in seen:
                 continue
             seen.add(real)
-            entry = probe(candidate)
+            entry = probe(candidate, hooks)
             if entry and (include_decoders or entry.kind != "tiny-decoder"):
                 found.append(entry)
     return found
 
 
-def default_entry(device: torch.device) -> ModelEntry:
+def default_entry(hooks, device: torch.device) -> ModelEntry:
     """The model used when none is named: tiny ones on CPU (fast), full VAEs on a GPU (stronger)."""
-    entries = find_models()
+    entries = find_models(hooks)
     if not entries:
         raise ModelNotFoundError(HOW_TO_GET_A_MODEL)
     prefer_tiny = device.type == "cpu"
@@ -110,11 +109,11 @@ def default_entry(device: torch.device) -> ModelEntry:
     return sorted(entries, key=rank)[0]
 
 
-def resolve(spec: str, allow_download: bool = False) -> ModelEntry:
+def resolve(spec: str, hooks, allow_download: bool = False) -> ModelEntry:
     """A model named by path, by file name or family on the search path, or by hub id."""
     path = Path(spec).expanduser()
     if path.exists():
-        entry = probe(path)
+        entry = probe(path, hooks)
         if entry is None:
             raise ModelNotFoundError(
                 f"{path.name}: not an image encoder Fixative knows "
@@ -123,7 +122,7 @@ def resolve(spec: str, allow_download: bool = False) -> ModelEntry:
         if entry.kind == "tiny-decoder":
             raise ModelNotFoundError(f"{path.name}: this is a decoder; pass the matching *_encoder file")
         return entry
-    for entry in find_models():
+    for entry in find_models(hooks):
         if spec in (
             entry.family,
             Path(entry.source).name,
@@ -132,11 +131,9 @@ def resolve(spec: str, allow_download: bool = False) -> ModelEntry:
         ):
             return entry
     if "/" in spec and not spec.startswith((".", "/", "~")):
-        for family in encoder_families():
-            entry = family.probe_id(spec, allow_download)
-            if entry:
-                entry.details.setdefault("loader", family.name)
-                return entry
+        entry = hooks.fixative_probe_model_id(model_id=spec, allow_download=allow_download)
+        if entry:
+            return entry
         offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise ModelNotFoundError(
             f"model {spec!r} is not in the local Hugging Face cache{offline}; "
@@ -157,17 +154,18 @@ class EncoderCache:
         self._lock = threading.Lock()
 
     def get(
-        self, entry: ModelEntry, device: torch.device, dtype: torch.dtype, with_decoder: bool = True
+        self, entry: ModelEntry, hooks, device: torch.device, dtype: torch.dtype, with_decoder: bool = True
     ) -> Encoder:
         key = (entry.source, str(device), str(dtype), with_decoder)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        loader = next((f for f in encoder_families() if f.name == entry.details.get("loader")), None)
-        if loader is None:
+        encoder = hooks.fixative_load_encoder(
+            entry=entry, device=device, dtype=dtype, with_decoder=with_decoder
+        )
+        if encoder is None:
             raise ModelNotFoundError(f"no plugin can load {entry.name} (family {entry.family})")
-        encoder = loader.load(entry, device, dtype, with_decoder)
         with self._lock:
             self._items[key] = encoder
             while len(self._items) > self.capacity:
@@ -187,7 +185,8 @@ CACHE = EncoderCache()
 
 
 def load_encoders(
-    models: list[str | ModelEntry | Encoder] | str | None = None,
+    models: list[str | ModelEntry | Encoder] | str | None,
+    hooks,
     device: str | torch.device | None = "cpu",
     dtype: str | torch.dtype | None = "fp32",
     with_decoder: bool = True,
@@ -197,7 +196,7 @@ def load_encoders(
     """Encoders for an ensemble: each spec may be a path, a name, a hub id, an entry or a loaded encoder."""
     dev, dt = resolve_device(device), resolve_dtype(dtype)
     if models is None or models == [] or models == "":
-        specs: list = [default_entry(dev)]
+        specs: list = [default_entry(hooks, dev)]
     elif isinstance(models, (str, ModelEntry, Encoder)):
         specs = [models]
     else:
@@ -207,9 +206,6 @@ def load_encoders(
         if isinstance(spec, Encoder):
             encoders.append(spec)
             continue
-        entry = spec if isinstance(spec, ModelEntry) else resolve(str(spec), allow_download)
-        if cache is None:
-            encoders.append(EncoderCache(capacity=1).get(entry, dev, dt, with_decoder))
-        else:
-            encoders.append(cache.get(entry, dev, dt, with_decoder))
+        entry = spec if isinstance(spec, ModelEntry) else resolve(str(spec), hooks, allow_download)
+        encoders.append((cache or EncoderCache(capacity=1)).get(entry, hooks, dev, dt, with_decoder))
     return encoders

@@ -27,19 +27,19 @@ def texture_mask(rgb: torch.Tensor, min_share: float, window: int = 9) -> torch.
     return (min_share + (1 - min_share) * busy)[0]
 
 
-def bound(
+def per_pixel_limit(
     rgb: torch.Tensor,
     epsilon: float,
     min_share: float,
     user_mask: torch.Tensor | None = None,
     texture_aware: bool = True,
 ) -> torch.Tensor:
-    """Per-pixel L-infinity bound (1, H, W): never above epsilon, zero outside the user's mask."""
+    """The per-pixel budget ``limit`` (1, H, W): never above epsilon, zero outside the user's mask."""
     shape = texture_mask(rgb, min_share) if texture_aware and min_share < 1 else torch.ones(1, *rgb.shape[1:])
-    b = epsilon * shape.to(rgb.device)
+    limit = epsilon * shape.to(rgb.device)
     if user_mask is not None:
-        b = b * user_mask.to(b.device).float().clamp(0, 1).reshape(1, *rgb.shape[1:])
-    return b
+        limit = limit * user_mask.to(limit.device).float().clamp(0, 1).reshape(1, *rgb.shape[1:])
+    return limit
 
 
 def project(delta: torch.Tensor, limit: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

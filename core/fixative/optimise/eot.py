@@ -1,9 +1,13 @@
 """Expectation over transformations: the purifications the protection must survive, made differentiable.
 
-Each is a plain function (kornia style) so the optimiser can sample them and ``check`` can reuse them.
+As in kornia's augmentations, what is drawn is apart from how it is applied: ``draw`` picks a ``Draw``
+(kind and strength) from a generator, ``apply`` runs it, so a run can be replayed and the report can say
+what the optimiser trained against. Each transform is a plain function ``check`` can reuse.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -44,21 +48,53 @@ def noise(images: torch.Tensor, std: float, generator: torch.Generator | None = 
     return (images + n * std).clamp(0, 1)
 
 
-def sample(generator: torch.Generator):
-    """One random purification (a callable), drawn reproducibly from ``generator``."""
-    pick = int(torch.randint(0, 5, (1,), generator=generator))
+@dataclass(frozen=True)
+class Draw:
+    """One drawn purification: its kind, its strength (JPEG quality, scale, sigma or std) and noise seed."""
+
+    kind: str
+    value: float = 0.0
+    seed: int = 0
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return apply(self, images)
+
+
+CLEAN = Draw("none")
+KINDS = ("none", "jpeg", "resize", "blur", "noise")
+
+
+def draw(generator: torch.Generator) -> Draw:
+    """One random purification, drawn reproducibly from ``generator``."""
+    kind = KINDS[int(torch.randint(0, len(KINDS), (1,), generator=generator))]
     u = float(torch.rand(1, generator=generator))
-    if pick == 0:
-        return lambda x: x
-    if pick == 1:
-        quality = 50 + 45 * u
-        return lambda x: jpeg(x, quality)
-    if pick == 2:
-        scale = 0.5 + 0.4 * u
-        return lambda x: resize(x, scale)
-    if pick == 3:
-        sigma = 0.4 + 0.8 * u
-        return lambda x: blur(x, sigma)
-    std = 0.01 + 0.03 * u
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-    return lambda x: noise(x, std, torch.Generator().manual_seed(seed))
+    if kind == "jpeg":
+        return Draw(kind, 50 + 45 * u)
+    if kind == "resize":
+        return Draw(kind, 0.5 + 0.4 * u)
+    if kind == "blur":
+        return Draw(kind, 0.4 + 0.8 * u)
+    if kind == "noise":
+        return Draw(kind, 0.01 + 0.03 * u, int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    return CLEAN
+
+
+def apply(drawn: Draw, images: torch.Tensor) -> torch.Tensor:
+    """Run a drawn purification on (B, 3, H, W) images."""
+    if drawn.kind == "jpeg":
+        return jpeg(images, drawn.value)
+    if drawn.kind == "resize":
+        return resize(images, drawn.value)
+    if drawn.kind == "blur":
+        return blur(images, drawn.value)
+    if drawn.kind == "noise":
+        return noise(images, drawn.value, torch.Generator().manual_seed(drawn.seed))
+    return images
+
+
+def summary(draws: list[Draw]) -> dict:
+    """What a report records: how many of each kind were drawn, and every draw."""
+    counts: dict[str, int] = {}
+    for d in draws:
+        counts[d.kind] = counts.get(d.kind, 0) + 1
+    return {"counts": counts, "draws": [[d.kind, round(d.value, 4)] for d in draws]}

@@ -1,8 +1,8 @@
 """The optimiser: move the encoders' features of the image toward the target's, inside the budget.
 
-Signed-gradient PGD or Adam, on one perturbation field for the whole image. Gradients are gathered tile
-by tile (memory bounded by the tile, not the image) and blended with soft weights, so no seam can form.
-Coarse-to-fine: the first steps run at half resolution, where a step costs a quarter.
+Signed-gradient PGD with momentum (or Adam), on one perturbation field for the whole image. Gradients are
+gathered tile by tile (memory bounded by the tile, not the image) and blended with soft weights, so no
+seam can form. The clean steps come first (converge), then the hardening steps purify a random EOT draw.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadParameterError, Cancelled
-from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, Tile, tile_weight, tiles
+from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, StrengthProbe, Tile, tile_weight, tiles
 from ..presets import Quality
-from ..target.base import Target
 from . import eot
 from .allocator import reuse_freed_memory
 from .budget import lpips_distance, project
@@ -33,18 +32,20 @@ class OptimiseResult:
     steps: int
     seconds: float
     stopped_early: bool
-    history: list[float] = field(default_factory=list)  # estimated strength after each full-resolution step
+    history: list[float] = field(default_factory=list)  # estimated strength after each step
+    draws: list[eot.Draw] = field(default_factory=list)  # the purifications the hardening steps trained on
 
 
 @dataclass
-class _Level:
+class Problem:
+    """One image's optimisation: its tiles, their blend weights, one strength probe per encoder."""
+
     images: torch.Tensor  # (1, 3, H, W)
-    limit: torch.Tensor  # (1, 1, H, W)
+    limit: torch.Tensor  # (1, 1 or 3, H, W): the per-pixel budget
     tiles: list[Tile]
     weights: list[torch.Tensor]
-    targets: list[list[torch.Tensor]]  # [encoder][tile]
-    start: list[float]  # squared distance original->target per encoder
-    total_tiles: int = 0  # tiles covering the image (``tiles`` may hold fewer when a benchmark samples some)
+    probes: list[StrengthProbe]  # per encoder: target features of every tile
+    start: list[float]  # summed squared distance original -> target, per encoder
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
 
 
@@ -76,64 +77,42 @@ def balanced_tile(height: int, width: int, tile: int, overlap: int = DEFAULT_OVE
     return min(tile, best)
 
 
-def prepare(
-    images, limit, encoders, target: Target, target_image, tile: int, max_tiles: int | None = None
-) -> _Level:
-    """Tiles, blend weights and target features of one resolution level.
-
-    ``max_tiles`` keeps only the first tiles: the benchmarks time a step on a few tiles of a huge image
-    and extrapolate, with the image-sized buffers still allocated, so peak memory stays representative.
-    """
+def prepare(images: torch.Tensor, limit: torch.Tensor, encoders, goal, tile: int) -> Problem:
+    """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W)."""
     h, w = images.shape[-2:]
-    all_tiles = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)
-    tile_list = all_tiles[:max_tiles] if max_tiles else all_tiles
+    tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
-    targets, start = [], []
-    for encoder in encoders:
-        per_tile, total = [], 0.0
-        for t in tile_list:
-            original = t.crop(images)
-            feats = target.features(encoder, original, None if target_image is None else t.crop(target_image))
-            with torch.no_grad():
-                total += float((encoder(original) - feats).pow(2).sum())
-            per_tile.append(feats)
-        targets.append(per_tile)
-        start.append(max(total, 1e-12))
+    probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
+    start = [max(p.squared_sum(images), 1e-12) for p in probes]
     layouts = [_channels_last(encoder) for encoder in encoders]
-    return _Level(images, limit, tile_list, weights, targets, start, len(all_tiles), layouts)
-
-
-def _half(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    size = (max(16, h // 2 // 8 * 8), max(16, w // 2 // 8 * 8))
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return Problem(images, limit, tile_list, weights, probes, start, layouts)
 
 
 def gradient(
-    level: _Level,
+    problem: Problem,
     delta: torch.Tensor,
-    encoders,
-    transform,
-    lpips_weight: float,
-    lpips_budget: float,
-    cancel: CancelFn | None,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    lpips_weight: float = 0.0,
+    lpips_budget: float = 0.0,
+    cancel: CancelFn | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
+    """The blended gradient of the normalised feature loss, and each encoder's strength estimate."""
     grad = torch.zeros_like(delta)
-    norm = torch.zeros_like(level.limit)
-    sq = [0.0] * len(encoders)
-    for k, (t, weight) in enumerate(zip(level.tiles, level.weights, strict=True)):
+    norm = torch.zeros_like(problem.images[:, :1])
+    sq = [0.0] * len(problem.probes)
+    for k, (t, weight) in enumerate(zip(problem.tiles, problem.weights, strict=True)):
         if cancel is not None and cancel():
             raise Cancelled()
         d = t.crop(delta).detach().clone().requires_grad_(True)
-        original = t.crop(level.images)
+        original = t.crop(problem.images)
         x = original + d
         seen = transform(x)
         loss = x.new_zeros(())
-        for e, encoder in enumerate(encoders):
-            fed = seen.contiguous(memory_format=torch.channels_last) if level.channels_last[e] else seen
-            term = (encoder(fed) - level.targets[e][k]).pow(2).sum()
+        for e, probe in enumerate(problem.probes):
+            fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
+            term = (probe.encoder(fed) - probe.target[k]).pow(2).sum()
             sq[e] += float(term.detach())
-            loss = loss + term / level.start[e]
+            loss = loss + term / problem.start[e]
         if lpips_weight > 0:
             dist = lpips_distance(x, original)
             if dist is not None:
@@ -141,13 +120,42 @@ def gradient(
         loss.backward()
         t.crop(grad).add_(d.grad * weight)
         t.crop(norm).add_(weight)
-    return grad / norm.clamp_min(1e-8), [1 - s / st for s, st in zip(sq, level.start, strict=True)]
+    return grad / norm.clamp_min(1e-8), [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
+
+
+@dataclass
+class Schedule:
+    """Step sizes and which steps purify, from a ``Quality`` preset and the budget's largest value.
+
+    Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine. With
+    ``harden_step`` the clean steps before ``eot_start`` decay on their own (as a short clean run would),
+    then the purified hardening steps decay again from ``harden_step``.
+    """
+
+    quality: Quality
+    epsilon: float
+
+    def _decay(self, first: float, i: int, n: int) -> float:
+        last = min(self.quality.final_step, first)
+        return self.epsilon * first * (last / first) ** (i / max(1, n - 1))
+
+    def step(self, i: int) -> float:
+        q, n = self.quality, self.quality.steps
+        if q.harden_step is None or not 0 < q.eot_start < n:
+            return self._decay(q.step_size, i, n)
+        if i < q.eot_start:
+            return self._decay(q.step_size, i, q.eot_start)
+        return self._decay(q.harden_step, i - q.eot_start, n - q.eot_start)
+
+    def purifies(self, i: int) -> bool:
+        q, every = self.quality, max(1, self.quality.eot_every)
+        return q.eot_samples > 0 and i >= q.eot_start and (i - q.eot_start) % every == every - 1
 
 
 def run(
     images: torch.Tensor,
     encoders: list,
-    target: Target,
+    goal,
     limit: torch.Tensor,
     quality: Quality,
     *,
@@ -162,7 +170,7 @@ def run(
 ) -> OptimiseResult:
     """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once.
 
-    ``limit`` is the per-pixel L-infinity bound (1, H, W). ``stop_at`` overrides the preset's early-stop
+    ``limit`` is the per-pixel budget (1 or 3, H, W). ``stop_at`` overrides the preset's early-stop
     strength (the benchmarks use it to time how long reaching a given strength takes).
     """
     if optimizer not in ("pgd", "adam"):
@@ -170,98 +178,67 @@ def run(
     started = time.perf_counter()
     device = encoders[0].device
     x = images[None].to(device).float()
-    lim = limit[None].to(device).float()
-    epsilon = float(lim.max())
-    target_image = None if target.image is None else target.image[None].to(device).float()
+    limit = limit[None].to(device).float()
     generator = torch.Generator().manual_seed(seed)
+    schedule = Schedule(quality, float(limit.max()))
     stop = quality.early_stop if stop_at is None else stop_at
-    total_steps = quality.steps + quality.coarse_steps
-    done = 0
-
-    def decay(first: float, i: int, n: int) -> float:
-        last = min(quality.final_step, first)
-        return epsilon * first * (last / first) ** (i / max(1, n - 1))
-
-    def schedule(i: int, n: int) -> float:
-        """Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine.
-
-        With ``harden_step``, the clean steps before ``eot_start`` decay on their own (as a short clean
-        run would), then the purified hardening steps decay again from ``harden_step``.
-        """
-        start = quality.eot_start
-        if quality.harden_step is None or not 0 < start < n:
-            return decay(quality.step_size, i, n)
-        if i < start:
-            return decay(quality.step_size, i, start)
-        return decay(quality.harden_step, i - start, n - start)
-
-    def transforms(i: int) -> list:
-        every = max(1, quality.eot_every)
-        if quality.eot_samples <= 0 or i < quality.eot_start or (i - quality.eot_start) % every != every - 1:
-            return [lambda v: v]  # a clean step: its strength estimate is exact, so early stop can trust it
-        return [eot.sample(generator) for _ in range(quality.eot_samples)]
-
-    def descend(
-        level: _Level, delta: torch.Tensor, n_steps: int, record: list | None
-    ) -> tuple[torch.Tensor, bool]:
-        nonlocal done
-        opt = torch.optim.Adam([delta], lr=quality.step_size * epsilon) if optimizer == "adam" else None
-        velocity = torch.zeros_like(delta)
-        for i in range(n_steps):
-            grad = torch.zeros_like(delta)
-            estimate = None
-            for transform in transforms(i):
-                g, strengths = gradient(level, delta, encoders, transform, lpips_weight, lpips_budget, cancel)
-                grad += g
-                estimate = min(strengths) if estimate is None else estimate
-            if record is not None and estimate is not None and estimate >= stop:
-                record.append(estimate)
-                return delta, True
-            with torch.no_grad():
-                if opt is None:
-                    # Momentum on the mean-normalised gradient (MI-FGSM): steadier signs, so the decaying
-                    # steps keep refining instead of oscillating; measured ~2x fewer steps to a strength.
-                    velocity.mul_(quality.momentum).add_(grad / grad.abs().mean().clamp_min(1e-20))
-                    delta -= schedule(i, n_steps) * velocity.sign()
-                else:
-                    for group in opt.param_groups:
-                        group["lr"] = schedule(i, n_steps)
-                    delta.grad = grad
-                    opt.step()
-                delta.copy_(project(delta, level.limit, level.images))
-            done += 1
-            if record is not None:
-                record.append(estimate)
-            if progress is not None:
-                progress(
-                    done,
-                    total_steps,
-                    {"phase": "fine" if record is not None else "coarse", "strength": estimate},
-                )
-        return delta, False
-
+    history: list[float] = []
+    draws: list[eot.Draw] = []
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
     with reuse_freed_memory(device.type == "cpu"):
-        delta0 = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * lim * quality.random_start
-        delta0 = project(delta0, lim, x)
-        if quality.coarse_steps > 0 and min(x.shape[-2:]) >= 128:
-            xc, lc = _half(x), _half(lim)
-            tc = None if target_image is None else _half(target_image)
-            coarse = prepare(xc, lc, encoders, target, tc, tile)
-            dc = project(_half(delta0), lc, xc)
-            dc, _ = descend(coarse, dc, quality.coarse_steps, None)
-            delta0 = F.interpolate(dc, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            delta0 = project(delta0, lim, x)
-            del coarse
-        else:
-            total_steps = quality.steps
-        fine = prepare(x, lim, encoders, target, target_image, tile)
-        history: list[float] = []
-        delta, early = descend(fine, delta0.clone(), quality.steps, history)
+        delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * limit * quality.random_start
+        delta = project(delta, limit, x)
+        problem = prepare(x, limit, encoders, goal, tile)
+        opt = (
+            torch.optim.Adam([delta], lr=quality.step_size * schedule.epsilon)
+            if optimizer == "adam"
+            else None
+        )
+        velocity = torch.zeros_like(delta)
+        early = False
+        for i in range(quality.steps):
+            drawn = [eot.draw(generator) for _ in range(quality.eot_samples)] if schedule.purifies(i) else []
+            draws.extend(drawn)
+            grad, estimate = _gradient(problem, delta, drawn, lpips_weight, lpips_budget, cancel)
+            if estimate >= stop:
+                history.append(estimate)
+                early = True
+                break
+            with torch.no_grad():
+                _step(delta, grad, velocity, opt, schedule.step(i), quality.momentum)
+                delta.copy_(project(delta, limit, x))
+            history.append(estimate)
+            if progress is not None:
+                progress(i + 1, quality.steps, {"phase": "optimise", "strength": estimate})
     return OptimiseResult(
         delta=delta.detach()[0].cpu(),
-        steps=done,
+        steps=len(history) - (1 if early else 0),
         seconds=time.perf_counter() - started,
         stopped_early=early,
         history=history,
+        draws=draws,
     )
+
+
+def _gradient(problem, delta, drawn, lpips_weight, lpips_budget, cancel) -> tuple[torch.Tensor, float]:
+    """Summed gradient over the drawn purifications (one clean pass when none), and the strength estimate
+    of the first pass (exact on a clean step, so early stop can trust it)."""
+    grad, estimate = torch.zeros_like(delta), None
+    for transform in drawn or [eot.CLEAN]:
+        g, strengths = gradient(problem, delta, transform, lpips_weight, lpips_budget, cancel)
+        grad += g
+        estimate = min(strengths) if estimate is None else estimate
+    return grad, float(estimate)
+
+
+def _step(delta, grad, velocity, opt, size: float, momentum: float) -> None:
+    if opt is None:
+        # Momentum on the mean-normalised gradient (MI-FGSM): steadier signs, so the decaying steps keep
+        # refining instead of oscillating; measured ~2x fewer steps to a strength.
+        velocity.mul_(momentum).add_(grad / grad.abs().mean().clamp_min(1e-20))
+        delta -= size * velocity.sign()
+        return
+    for group in opt.param_groups:
+        group["lr"] = size
+    delta.grad = grad
+    opt.step()

@@ -5,27 +5,19 @@ Never overwrites an input, and refuses to clobber an existing file unless asked.
 
 from __future__ import annotations
 
-import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from ..errors import BadParameterError, FixativeError
-from ..hosts.fixative_client import write_atomically
-from ..load.image import METADATA_KEY, Artwork
+from ..fixative_client import write_atomically
+from ..load.image import Artwork
+from ..metadata import embed as embed_metadata
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
-
-
-def output_path_for(source: str | Path, out_dir: str | Path | None = None, suffix: str = ".png") -> Path:
-    """``NAME.protected.png`` beside the input, or inside ``out_dir``."""
-    source = Path(source)
-    folder = Path(out_dir) if out_dir else source.parent
-    return folder / f"{source.stem}.protected{suffix}"
 
 
 def to_pil(artwork: Artwork, rgb: torch.Tensor, epsilon: float | None = None) -> Image.Image:
@@ -66,39 +58,21 @@ def encode(
     image: Image.Image, artwork: Artwork, fmt: str, metadata: dict | None, jpeg_quality: int = 95
 ) -> bytes:
     """The file bytes, with ICC, EXIF and Fixative metadata embedded the way each format allows."""
-    meta_json = json.dumps(metadata, sort_keys=True) if metadata else None
     kwargs: dict = {}
     if artwork.icc_profile:
         kwargs["icc_profile"] = artwork.icc_profile
-    if artwork.exif:
+    if artwork.exif and fmt != "TIFF":
         kwargs["exif"] = artwork.exif
-    if fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        if meta_json:
-            info.add_itxt(METADATA_KEY, meta_json)
-        kwargs["pnginfo"] = info
-    elif fmt == "JPEG":
+    if fmt == "JPEG":
         if image.mode in ("RGBA", "LA"):
             image = image.convert("RGB" if image.mode == "RGBA" else "L")
         if image.mode == "I;16":
             raise BadParameterError("16-bit images cannot be saved as JPEG; use PNG or TIFF")
         kwargs.update(quality=jpeg_quality, subsampling=0)
-        if meta_json:
-            kwargs["comment"] = b"fixative:" + meta_json.encode()
     elif fmt == "WEBP":
         kwargs.update(quality=jpeg_quality)
-        if meta_json:
-            kwargs["xmp"] = (
-                '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-                f'<rdf:Description fixative:json="{html.escape(meta_json, quote=True)}" '
-                'xmlns:fixative="https://fixative.invalid/ns/1.0/"/></rdf:RDF></x:xmpmeta>'
-            ).encode()
-    elif fmt == "TIFF":
-        kwargs.pop("exif", None)
-        if meta_json:
-            kwargs["description"] = "fixative:" + meta_json
     buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
+    image.save(buffer, fmt, **embed_metadata(fmt, metadata, kwargs))
     return buffer.getvalue()
 
 

@@ -43,13 +43,6 @@ except ImportError:
 
 EXPORT_PROC = "file-fixative-export"
 FILTER_PROC = "plug-in-fixative-protect"
-METHODS = (
-    ("style", "Style (against style mimicry)"),
-    ("concept", "Concept (poison concept training)"),
-    ("edit", "Edit (against AI image edits)"),
-)
-INTENSITIES = (("low", "Low"), ("default", "Default"), ("high", "High"))
-QUALITIES = (("fast", "Fast"), ("default", "Default"), ("slow", "Slow (best)"))
 # Seconds the engine keeps a job nobody polls: the plug-in polls every half second, so a killed
 # plug-in's job is dropped within this time.
 LEASE_SECONDS = 10
@@ -71,6 +64,23 @@ class PluginError(Exception):
 # ----------------------------------------------------------------------------------------------
 
 
+def option_choices() -> dict:
+    """The engine's option choices (``GET /options``) when it runs, else the copy the client carries."""
+    if fixative_client is None:
+        return {}
+    try:
+        engine = fixative_client.EngineClient.discover()
+    except Exception:  # never let a registration fail over this
+        engine = None
+    return fixative_client.option_choices(engine)
+
+
+def choice_pairs(name: str, choices: dict | None = None) -> tuple:
+    """(value, label) pairs of one option, e.g. the methods."""
+    entry = (choices if choices is not None else option_choices()).get(name) or {}
+    return tuple((item["value"], item.get("label", item["value"])) for item in entry.get("choices", []))
+
+
 def output_format_for(path: str | None) -> str:
     """The engine's output format for an export target: JPEG for .jpg/.jpeg names, PNG otherwise."""
     return "jpeg" if path and path.lower().endswith(JPEG_SUFFIXES) else "png"
@@ -86,13 +96,11 @@ def build_options(
     seed: int = 0,
 ) -> dict:
     """Options for ``POST /jobs``: the same keys as ``fixative.protect`` plus format and lease."""
-    for value, allowed, what in (
-        (method, METHODS, "method"),
-        (intensity, INTENSITIES, "intensity"),
-        (quality, QUALITIES, "quality"),
-    ):
-        if value not in [nick for nick, _label in allowed]:
-            raise PluginError(f"unknown {what} {value!r} (use one of: {', '.join(n for n, _ in allowed)})")
+    choices = option_choices()
+    for value, what in ((method, "method"), (intensity, "intensity"), (quality, "quality")):
+        allowed = [nick for nick, _label in choice_pairs(what, choices)]
+        if value not in allowed:
+            raise PluginError(f"unknown {what} {value!r} (use one of: {', '.join(allowed)})")
     options = {
         "method": method,
         "intensity": intensity,
@@ -438,27 +446,20 @@ def _choice(values) -> Gimp.Choice:
 
 
 def add_protection_arguments(procedure) -> None:
-    """The same arguments on both procedures, so batch scripts set them by name."""
+    """The same arguments on both procedures, so batch scripts set them by name; the choices come from
+    the engine's options schema."""
     flags = GObject.ParamFlags.READWRITE
-    procedure.add_choice_argument(
-        "method", "_Method", "What to protect against", _choice(METHODS), "style", flags
-    )
-    procedure.add_choice_argument(
-        "intensity",
-        "_Intensity",
-        "How strong (and visible) the protection is",
-        _choice(INTENSITIES),
-        "default",
-        flags,
-    )
-    procedure.add_choice_argument(
-        "quality",
-        "_Quality",
-        "More steps protect better but take longer",
-        _choice(QUALITIES),
-        "default",
-        flags,
-    )
+    choices = option_choices()
+    for name, label in (("method", "_Method"), ("intensity", "_Intensity"), ("quality", "_Quality")):
+        entry = choices.get(name) or {}
+        procedure.add_choice_argument(
+            name,
+            label,
+            entry.get("help", name),
+            _choice(choice_pairs(name, choices)),
+            entry.get("default", "default"),
+            flags,
+        )
     procedure.add_int_argument("steps", "Steps", "Optimisation steps (0: from quality)", 0, 100000, 0, flags)
     procedure.add_string_argument(
         "models", "Models", "Comma-separated encoder names or paths (empty: engine default)", "", flags

@@ -15,7 +15,7 @@ try:  # installed: copied into the package by ``fixative install krita``
     from . import fixative_client as client  # type: ignore[attr-defined]
 except ImportError:  # running from a source checkout with the engine installed in the same Python
     try:
-        from fixative.hosts import fixative_client as client
+        from fixative import fixative_client as client
     except ImportError:  # pragma: no cover - reported to the user by engine_status/ProtectJob
         client = None
 
@@ -24,7 +24,29 @@ NOT_INSTALLED_HELP = (
     "`pip install fixative` and then `fixative install krita`, and restart Krita."
 )
 
-FINISHED = ("done", "failed", "cancelled")
+FINISHED = client.TERMINAL_STATES if client is not None else ("done", "failed", "cancelled")
+_served: dict = {"choices": None, "version": 0}  # the running engine's option choices, once asked
+
+
+def option_choices() -> dict:
+    """Choices for the form: the running engine's (``GET /options``) once known, else the bundled copy."""
+    if _served["choices"]:
+        return _served["choices"]
+    return client.BUNDLED_OPTIONS if client is not None else {}
+
+
+def choices_version() -> int:
+    """Bumped whenever the engine's choices arrive or change (the docker then rebuilds its combos)."""
+    return _served["version"]
+
+
+def remember_choices(engine) -> None:
+    if client is None:
+        return
+    choices = client.option_choices(engine)
+    if choices is not client.BUNDLED_OPTIONS and choices != _served["choices"]:
+        _served["choices"] = choices
+        _served["version"] += 1
 
 
 def client_module():
@@ -208,6 +230,7 @@ class EngineStatus:
             if engine is not None:
                 try:
                     version = engine.health().get("version", "")
+                    remember_choices(engine)
                 except Exception:
                     version = ""
                 self.set("running", f"Engine running{' (' + version + ')' if version else ''}.")

@@ -5,16 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 
+from .engine import option_choices
+
 GROUP = "fixative"
-METHODS = (
-    ("style", "Style cloak (against style mimicry)"),
-    ("concept", "Concept poison (against training)"),
-    ("edit", "Edit shield (against img2img edits)"),
-)
-INTENSITIES = ("low", "default", "high")
-QUALITIES = ("fast", "default", "slow")
-FORMATS = ("png", "jpg", "webp", "tif")
 SOURCES = (("image", "Whole image (what you see)"), ("layer", "Active layer"))
+
+
+def choice_pairs(name: str) -> tuple:
+    """(value, label) pairs of one option, from the engine's options schema (or the bundled copy)."""
+    entry = option_choices().get(name) or {}
+    return tuple((item["value"], item.get("label", item["value"])) for item in entry.get("choices", []))
+
+
+def choice_values(name: str) -> tuple:
+    return tuple(value for value, _label in choice_pairs(name))
 
 
 @dataclass
@@ -45,10 +49,10 @@ class ProtectSettings:
         """Unknown values (a hand-edited kritarc, an older version) fall back to defaults, never crash."""
         default = ProtectSettings()
         choices = {
-            "method": [m for m, _ in METHODS],
-            "intensity": INTENSITIES,
-            "quality": QUALITIES,
-            "output_format": FORMATS,
+            "method": choice_values("method"),
+            "intensity": choice_values("intensity"),
+            "quality": choice_values("quality"),
+            "output_format": choice_values("format"),
             "source": [s for s, _ in SOURCES],
         }
         for name, allowed in choices.items():

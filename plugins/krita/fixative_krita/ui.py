@@ -26,11 +26,13 @@ from .compat import (
     enum,
     image_from_rgba,
 )
-from .settings import FORMATS, INTENSITIES, METHODS, QUALITIES, SOURCES, ProtectSettings
+from .engine import choices_version
+from .settings import SOURCES, ProtectSettings, choice_pairs
 
 
-def _combo(items, current: str) -> QComboBox:
-    box = QComboBox()
+def _combo(items, current: str, box: QComboBox | None = None) -> QComboBox:
+    box = box or QComboBox()
+    box.clear()
     for item in items:
         value, label = item if isinstance(item, tuple) else (item, item.capitalize())
         box.addItem(label, value)
@@ -45,9 +47,10 @@ class SettingsForm(QWidget):
     def __init__(self, current: ProtectSettings, parent=None) -> None:
         super().__init__(parent)
         layout = QFormLayout(self)
-        self.method = _combo(METHODS, current.method)
-        self.intensity = _combo(INTENSITIES, current.intensity)
-        self.quality = _combo(QUALITIES, current.quality)
+        self.method = _combo(choice_pairs("method"), current.method)
+        self.intensity = _combo(choice_pairs("intensity"), current.intensity)
+        self.quality = _combo(choice_pairs("quality"), current.quality)
+        self.choices_seen = choices_version()
         self.source = _combo(SOURCES, current.source)
         self.steps = QSpinBox()
         self.steps.setRange(0, 2000)
@@ -60,6 +63,12 @@ class SettingsForm(QWidget):
         layout.addRow("Pixels", self.source)
         layout.addRow("Steps", self.steps)
         self._base = current
+
+    def update_choices(self) -> None:
+        """Rebuild the combos from the engine's options schema, keeping what is chosen."""
+        for name, box in (("method", self.method), ("intensity", self.intensity), ("quality", self.quality)):
+            _combo(choice_pairs(name), box.currentData(), box)
+        self.choices_seen = choices_version()
 
     def settings(self) -> ProtectSettings:
         return ProtectSettings(
@@ -86,7 +95,7 @@ class ExportDialog(QDialog):
         self.path = QLineEdit(output_path)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        self.fmt = _combo([(f, f.upper()) for f in FORMATS], current.output_format)
+        self.fmt = _combo(choice_pairs("format"), current.output_format)
         self.fmt.currentIndexChanged.connect(self._format_changed)
         row.addWidget(self.path, 1)
         row.addWidget(self.fmt)
@@ -217,6 +226,8 @@ class FixativeDocker(QWidget):
         """Timer tick: copy the worker's snapshot into the widgets (never waits on anything)."""
         state, text = self.extension.engine_status.snapshot()
         self.engine.setText(f"Engine: {text}")
+        if self.form.choices_seen != choices_version():
+            self.form.update_choices()
         operation = self.extension.controller.current
         running = operation is not None
         self.cancel_button.setEnabled(running)

@@ -1,0 +1,331 @@
+"""``check``: how protected is this file, and does the protection survive purification?
+
+1. read the inputs  2. the encoders it was protected against  3. rebuild the target from the metadata
+4. probes, and the original (given, or estimated)  5. strength per encoder  6. robustness  7. transfer
+8. perceptual cost  9. what the model sees  10. verdict and report
+
+The figures come from the same ``fixative.features.StrengthProbe`` the optimiser and ``protect`` use, so a
+check of a fresh file agrees with what ``protect`` printed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import features
+from ..checks import estimate, purify
+from ..checks.measures import feature_shift, model_view, perceptual
+from ..checks.robustness import robustness
+from ..checks.verdict import Visuals, thresholds, verdict
+from ..errors import BadImageError, FixativeError, ModelNotFoundError
+from ..load import Artwork, to_artwork
+from ..models import Encoder, find_models, load_encoders
+from ..plugins import hooks
+from ..reports import CheckReport, EncoderStrength
+from ..targets import Target, TargetRequest, rebuild_target
+from ..version import __version__
+
+
+@dataclass
+class _Inputs:
+    art: Artwork
+    orig: Artwork | None
+    meta: dict | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exact(self) -> bool:
+        return self.orig is not None
+
+
+def check(
+    protected,
+    original=None,
+    models=None,
+    device: str | torch.device | None = "cpu",
+    fast: bool = False,
+    target=None,
+    pipeline: str | None = None,
+    impress_steps: int = 20,
+    transfer: bool | None = None,
+    purifications: list[purify.Purification] | None = None,
+    json_path: str | Path | None = None,
+    html_path: str | Path | None = None,
+) -> CheckReport:
+    """Measure a protected image: per-encoder strength, perceptual cost, strength after each purification,
+    transfer to encoders not used to protect, notes about what could not be measured, and a verdict
+    ("protected", "weakened by <purification>", "not protected", or "not measured").
+
+    ``protected``/``original`` accept what ``protect`` accepts (path, bytes, PIL, array, tensor); without
+    ``original`` the figures are estimates. ``models`` overrides the encoders recorded in the file.
+    ``target`` is the style/anchor/target image given to ``protect``, when it used one. ``fast`` runs the
+    quick subset ``protect --verify`` uses (two purifications, no transfer, no pictures).
+    ``purifications`` replaces the standard list (``fixative.checks.purify.standard()``).
+    """
+    result, visuals = run_check(
+        protected, original, models, device, fast, target, pipeline,
+        purifications=purifications, impress_steps=impress_steps, transfer=transfer,
+    )  # fmt: skip
+    if json_path:
+        from ..checks.report import write_json
+
+        write_json(result, json_path)
+    if html_path:
+        from ..checks.html_report import write_html
+
+        write_html(result, visuals, html_path)
+    return result
+
+
+def run_check(
+    protected,
+    original=None,
+    models=None,
+    device: str | torch.device | None = "cpu",
+    fast: bool = False,
+    target_image=None,
+    pipeline: str | None = None,
+    purifications: list[purify.Purification] | None = None,
+    impress_steps: int = 20,
+    transfer: bool | None = None,
+    tile: int = features.DEFAULT_TILE,
+) -> tuple[CheckReport, Visuals]:
+    """The check and the pixels its HTML report shows. See ``check`` for the arguments."""
+    started = time.perf_counter()
+    given = read_inputs(protected, original)  # 1
+    notes = given.notes
+    primary = protecting_encoders(given.meta, models, device, notes)  # 2
+    goal, target_info = target_of(given, target_image, pipeline, primary[0].device)  # 3
+    reference = given.orig.rgb if given.exact else given.art.rgb
+    probes = [features.StrengthProbe.build(e, goal, reference, tile) for e in primary] if goal else []
+    p, o = given.art.rgb, original_or_estimate(given, probes)  # 4
+    rows = strength_rows(primary, probes, p, o, given, tile)  # 5
+    strengths = [r.strength for r in rows if r.strength is not None]
+    strength = min(strengths) if strengths else None
+    chosen = purifications if purifications is not None else purify.standard(impress_steps)
+    if fast and purifications is None:
+        chosen = [c for c in chosen if c.fast]
+    purified = robustness(probes, p, o, chosen, strength, notes) if probes else []  # 6
+    transfer_rows = []
+    if (not fast if transfer is None else transfer) and goal is not None:
+        transfer_rows = transfer_strengths(primary, goal, reference, p, o, device, tile, notes)  # 7
+    measures = perceptual_cost(given)  # 8
+    visuals = pictures(given, primary, device, notes) if not fast else Visuals(None, p)  # 9
+    if given.exact and visuals.original is None:
+        visuals.original = given.orig.rgb
+    said, reason = verdict(strength, purified, given.exact)  # 10
+    report = CheckReport(
+        fixative=__version__,
+        file=given.art.source,
+        original=None if given.orig is None else given.orig.source,
+        size=list(given.art.size),
+        verdict=said,
+        verdict_reason=reason,
+        exact=given.exact,
+        fast=fast,
+        strength=None if strength is None else round(strength, 4),
+        thresholds=thresholds(),
+        encoders=rows,
+        perceptual=measures,
+        robustness=purified,
+        transfer=transfer_rows,
+        target=target_info,
+        metadata=given.meta,
+        model_sees=visuals.decoder_name,
+        notes=notes,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    return report, visuals
+
+
+def read_inputs(protected, original) -> _Inputs:
+    art = to_artwork(protected, "protected")
+    orig = None if original is None else to_artwork(original, "original")
+    if art.metadata is None and orig is None:
+        raise BadImageError(
+            f"{art.source or 'image'}: no Fixative metadata in this file (not protected by "
+            "Fixative, or an editor/site stripped it) and no --original given, so nothing "
+            "can be measured; pass --original ORIG to measure perceptual cost and feature "
+            "shift"
+        )
+    if orig is not None and orig.rgb.shape != art.rgb.shape:
+        raise BadImageError(
+            f"original is {orig.size[0]}x{orig.size[1]} but the protected image is "
+            f"{art.size[0]}x{art.size[1]}; give the exact original it was made from"
+        )
+    return _Inputs(art, orig, art.metadata, list(art.notes))
+
+
+def protecting_encoders(metadata: dict | None, models, device, notes: list[str]) -> list[Encoder]:
+    """The encoders named by ``models``, else those the file records, else the default one."""
+    if models:
+        return load_encoders(models, hooks(), device=device)
+    recorded = (metadata or {}).get("encoders") or []
+    names = (metadata or {}).get("encoder_names") or []
+    found = []
+    for i, source in enumerate(recorded):
+        for spec in (source, names[i] if i < len(names) else None):
+            if not spec:
+                continue
+            try:
+                found.append(load_encoders([spec], hooks(), device=device)[0])
+                break
+            except ModelNotFoundError:
+                continue
+        else:
+            notes.append(
+                f"the encoder this file was protected with ({Path(str(source)).name}) is not on "
+                "this machine; pass --model to measure against it"
+            )
+    if found:
+        return found
+    encoders = load_encoders(None, hooks(), device=device)
+    if recorded:
+        notes.append(f"measured with {encoders[0].name} instead")
+    return encoders
+
+
+def target_of(given: _Inputs, target_image, pipeline, device) -> tuple[Target | None, dict]:
+    """The target ``protect`` used, rebuilt from the metadata on the original (or the protected file)."""
+    recorded = (given.meta or {}).get("target")
+    info: dict = {"recorded": recorded, "rebuilt": False, "hash_match": None}
+    if not recorded:
+        given.notes.append(
+            "no Fixative metadata: the target is unknown, so strength cannot be measured; "
+            "perceptual cost and feature shift against the original are shown"
+        )
+        return None, info
+    request = TargetRequest(
+        method=recorded.get("method") or "",
+        artwork=given.orig.rgb if given.exact else given.art.rgb,
+        image=None if target_image is None else to_artwork(target_image, "target").rgb,
+        seed=int((given.meta or {}).get("seed", 0)),
+        device=device,
+        pipeline=pipeline,
+    )
+    goal = rebuild_target(recorded, request, hooks())
+    if goal is None:
+        need = {"pipeline": "the pipeline folder (--pipeline)"}.get(
+            recorded.get("needs") or "", "the same target image (--target)"
+        )
+        given.notes.append(
+            f"strength not measured: the target ({recorded.get('description', recorded.get('kind'))}) "
+            f"cannot be rebuilt from the metadata alone; pass {need} used when protecting"
+        )
+        return None, info
+    info["rebuilt"] = True
+    if given.exact:
+        info["hash_match"] = goal.hash == recorded.get("hash")
+        if not info["hash_match"]:
+            given.notes.append(
+                "the rebuilt target's hash differs from the recorded one: the original or target image "
+                "given is not exactly the one protected; figures are approximate"
+            )
+    else:
+        given.notes.append(
+            "no original given: the original was estimated; strengths are estimates (verdict asks for a "
+            "margin)"
+        )
+    return goal, info
+
+
+def original_or_estimate(given: _Inputs, probes: list) -> torch.Tensor | None:
+    if given.exact:
+        return given.orig.rgb
+    if not probes:
+        return None
+    epsilon = float(((given.meta or {}).get("budget") or {}).get("epsilon_255", 8)) / 255
+    return estimate.estimate_original(given.art.rgb, probes, epsilon)
+
+
+def strength_rows(primary, probes, p, o, given: _Inputs, tile: int) -> list[EncoderStrength]:
+    rows = []
+    for encoder, probe in zip(primary, probes or [None] * len(primary), strict=True):
+        row = EncoderStrength(name=encoder.name, family=encoder.family, strength=None, source=encoder.source)
+        if probe is not None:
+            s, before, after = probe.strength(p, o)
+            row.strength, row.distance_before, row.distance_after = (
+                round(s, 4),
+                round(before, 5),
+                round(after, 5),
+            )
+        if given.exact:
+            row.feature_shift = round(feature_shift(encoder, given.orig.rgb, p, tile), 5)
+        rows.append(row)
+    return rows
+
+
+def transfer_strengths(primary, goal, reference, p, o, device, tile, notes) -> list[EncoderStrength]:
+    """Strength on every other encoder found here (not used to protect)."""
+    used = {_entry_key(e.source) for e in primary if e.source}
+    rows = []
+    for entry in find_models(hooks()):
+        if _entry_key(entry.source) in used:
+            continue
+        try:
+            encoder = load_encoders([entry], hooks(), device=device, with_decoder=False)[0]
+        except FixativeError as exc:
+            notes.append(f"transfer: could not load {entry.name} ({exc})")
+            continue
+        s, before, after = features.StrengthProbe.build(encoder, goal, reference, tile).strength(p, o)
+        rows.append(
+            EncoderStrength(
+                name=encoder.name, family=encoder.family, source=encoder.source, strength=round(s, 4),
+                distance_before=round(before, 5), distance_after=round(after, 5), used_to_protect=False,
+            )
+        )  # fmt: skip
+    if not rows:
+        notes.append("transfer not measured: no encoder other than the protecting one(s) was found")
+    return rows
+
+
+def perceptual_cost(given: _Inputs):
+    if given.exact:
+        measures = perceptual(given.orig.rgb, given.art.rgb)
+        if measures.lpips is None:
+            given.notes.append("LPIPS not measured: its AlexNet weights are not on this machine")
+        return measures
+    budget = ((given.meta or {}).get("budget") or {}).get("epsilon_255")
+    given.notes.append(
+        "perceptual cost not measured: it needs the original (--original)"
+        + (f"; the recorded budget was L∞ ≤ {budget}/255" if budget is not None else "")
+    )
+    return None
+
+
+def pictures(given: _Inputs, primary: list[Encoder], device, notes: list[str]) -> Visuals:
+    """What the model sees of the protected image (and the original), through the first decoder found."""
+    visuals = Visuals(original=given.orig.rgb if given.exact else None, protected=given.art.rgb)
+    viewer = next((e for e in primary if e.has_decoder), None)
+    if viewer is None:
+        viewer = next((e for e in _decoders_found(device) if e not in primary), None)
+    if viewer is None:
+        notes.append("what the model sees not shown: no decoder on this machine")
+        return visuals
+    visuals.decoder_name = viewer.name
+    visuals.model_sees_protected = model_view(viewer, given.art.rgb)
+    if given.exact:
+        visuals.model_sees_original = model_view(viewer, given.orig.rgb)
+    return visuals
+
+
+def _decoders_found(device) -> list[Encoder]:
+    out = []
+    for entry in find_models(hooks()):
+        if entry.decoder:
+            try:
+                out.append(load_encoders([entry], hooks(), device=device)[0])
+            except FixativeError:
+                continue
+    return [e for e in out if e.has_decoder]
+
+
+def _entry_key(source: str) -> str:
+    try:
+        return str(Path(source).resolve())
+    except OSError:
+        return source

@@ -1,0 +1,261 @@
+"""``protect``: one image through the data path, as numbered steps that each call one stage.
+
+1. check the inputs (the options schema)  2. load the artwork  3. load the encoders  4. the budget
+5. the target  6. optimise  7. quantise  8. measure and report
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ..checks.measures import perceptual
+from ..errors import BadParameterError
+from ..features import StrengthProbe
+from ..load import Artwork, load_image, to_artwork
+from ..models import Encoder, ModelEntry, load_encoders
+from ..optimise import eot, per_pixel_limit, run
+from ..optimise.loop import OptimiseResult
+from ..options import ProtectOptions, output_path_for
+from ..plugins import hooks
+from ..presets import Intensity, Quality
+from ..presets import intensity as intensity_preset
+from ..presets import quality as quality_preset
+from ..reports import EncoderStrength, ProtectReport
+from ..save import save_image, to_pil
+from ..targets import Target, TargetRequest, make_target
+from ..version import __version__
+
+ProgressFn = Callable[[int, int, dict], None]
+DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+@dataclass
+class ProtectResult:
+    """The protected image (same mode and size as the input) and the measured report."""
+
+    image: Image.Image
+    artwork: Artwork
+    rgb: torch.Tensor  # protected pixels (3, H, W) 0..1, as quantised in ``image``
+    report: ProtectReport
+    metadata: dict
+
+    def save(self, path: str | Path, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
+        return save_image(
+            self.image, self.artwork, path, self.metadata, overwrite=overwrite, jpeg_quality=jpeg_quality
+        )
+
+
+def protect(
+    image,
+    method: str | None = None,
+    *,
+    options: ProtectOptions | dict | None = None,
+    target=None,
+    mask=None,
+    progress: ProgressFn | None = None,
+    cancel: Callable[[], bool] | None = None,
+    **overrides,
+) -> ProtectResult:
+    """Protect one image. ``image`` may be a path, bytes, PIL image, array or (3, H, W) tensor.
+
+    Options are those of ``fixative.options.ProtectOptions`` (``options=`` and/or keywords, e.g.
+    ``method="edit", intensity="high"``); ``models`` may also hold loaded encoders. ``target`` is a user
+    image (style image, concept anchor or edit target); ``mask`` (H, W) in 0..1 limits where pixels change.
+    """
+    started = time.perf_counter()
+    opts, specs = check_inputs(method, options, overrides)  # 1
+    artwork = to_artwork(image)  # 2
+    encoders = load_encoders(
+        specs, hooks(), device=opts.device, dtype=opts.dtype, allow_download=opts.allow_download
+    )
+    preset, effort = presets_for(opts)  # 3 (with the encoders above)
+    user_mask = mask_for(mask, artwork)
+    limit = per_pixel_limit(artwork.rgb, preset.epsilon, preset.min_mask, user_mask, opts.texture_aware)  # 4
+    goal = target_for(artwork, opts, target, encoders[0].device)  # 5
+    tile = tile_for(opts, encoders)
+    weight = preset.lpips_weight if opts.lpips_weight is None else opts.lpips_weight
+    optimised = run(  # 6
+        artwork.rgb, encoders, goal, limit, effort, seed=opts.seed, optimizer=opts.optimizer,
+        lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
+    )  # fmt: skip
+    pil, protected = quantise(artwork, optimised.delta, preset.epsilon)  # 7
+    report = make_report(artwork, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
+    report.budget["masked"] = user_mask is not None
+    return ProtectResult(pil, artwork, protected, report, metadata_for(report, encoders, goal, opts, artwork))
+
+
+def check_inputs(method, options, overrides: dict) -> tuple[ProtectOptions, list | None]:
+    """Validated options, and the encoder specs (names, paths, entries or loaded encoders)."""
+    specs = overrides.pop("models", None)
+    loaded = isinstance(specs, (Encoder, ModelEntry)) or (
+        isinstance(specs, (list, tuple)) and any(isinstance(s, (Encoder, ModelEntry)) for s in specs)
+    )
+    if isinstance(overrides.get("device"), torch.device):
+        overrides["device"] = str(overrides["device"])
+    if isinstance(overrides.get("dtype"), torch.dtype):
+        overrides["dtype"] = DTYPE_NAMES.get(overrides["dtype"], str(overrides["dtype"]))
+    if method is not None:
+        overrides["method"] = method
+    base = options.model_dump() if isinstance(options, ProtectOptions) else dict(options or {})
+    if not loaded and specs is not None:
+        overrides["models"] = specs
+    opts = ProtectOptions.parse(base, **overrides)
+    if loaded:
+        return opts, list(specs) if isinstance(specs, (list, tuple)) else [specs]
+    return opts, opts.models
+
+
+def presets_for(opts: ProtectOptions) -> tuple[Intensity, Quality]:
+    """The intensity and quality presets, with the options that override their numbers applied."""
+    preset, effort = intensity_preset(opts.intensity), quality_preset(opts.quality)
+    if opts.epsilon is not None:
+        preset = dataclasses.replace(preset, epsilon=opts.epsilon)
+    if opts.steps is not None:
+        clean = round(effort.eot_start * opts.steps / effort.steps) if effort.steps else 0  # same clean share
+        effort = dataclasses.replace(effort, steps=opts.steps, eot_start=clean)
+    return preset, effort
+
+
+def mask_for(mask, artwork: Artwork) -> torch.Tensor | None:
+    """The user's mask as (H, W) 0..1, checked against the image's size."""
+    if mask is None:
+        return None
+    user_mask = torch.as_tensor(mask, dtype=torch.float32)
+    if user_mask.ndim == 3:
+        user_mask = user_mask.squeeze(0) if user_mask.shape[0] == 1 else user_mask.squeeze(-1)
+    if tuple(user_mask.shape) != tuple(artwork.rgb.shape[1:]):
+        raise BadParameterError(
+            f"mask size {tuple(user_mask.shape)} does not match the image {tuple(artwork.rgb.shape[1:])}"
+        )
+    return user_mask
+
+
+def target_for(artwork: Artwork, opts: ProtectOptions, image, device: torch.device) -> Target:
+    request = TargetRequest(
+        method=opts.method,
+        artwork=artwork.rgb,
+        image=None if image is None else to_artwork(image, "target").rgb,
+        concept=opts.concept,
+        anchor=opts.anchor,
+        style=opts.style,
+        pattern=opts.pattern,
+        pipeline=opts.pipeline,
+        seed=opts.seed,
+        device=device,
+    )
+    return make_target(request, hooks())
+
+
+def tile_for(opts: ProtectOptions, encoders: list) -> int:
+    """Memory is bounded by the tile: the hungriest encoder of the ensemble decides, unless one is given."""
+    return opts.tile or min(getattr(e, "tile", 512) for e in encoders)
+
+
+def quantise(artwork: Artwork, delta: torch.Tensor, epsilon: float) -> tuple[Image.Image, torch.Tensor]:
+    """The protected image in the artwork's own mode and bit depth, and its pixels as they were written."""
+    pil = to_pil(artwork, artwork.rgb + delta, epsilon=epsilon)
+    if artwork.bits == 16:
+        return pil, (artwork.rgb + delta).clamp(0, 1)
+    return pil, to_artwork(pil.convert("RGB")).rgb
+
+
+def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list:
+    """Per encoder: feature distance to the target before/after, and the strength."""
+    rows = []
+    for encoder in encoders:
+        s, before, after = StrengthProbe.build(encoder, goal, original, tile).strength(protected, original)
+        rows.append(
+            EncoderStrength(
+                name=encoder.name,
+                family=encoder.family,
+                strength=round(s, 4),
+                distance_before=round(before, 5),
+                distance_after=round(after, 5),
+            )
+        )
+    return rows
+
+
+def make_report(
+    artwork: Artwork,
+    protected: torch.Tensor,
+    encoders: list,
+    goal: Target,
+    opts: ProtectOptions,
+    preset: Intensity,
+    optimised: OptimiseResult,
+    tile: int,
+    started: float,
+) -> ProtectReport:
+    rows = measure(artwork.rgb, protected, encoders, goal, tile)
+    report = ProtectReport(
+        version=__version__,
+        source=artwork.source,
+        size=list(artwork.size),
+        mode=artwork.mode,
+        method=opts.method,
+        target=goal.describe(),
+        intensity=opts.intensity,
+        quality=opts.quality,
+        budget={
+            "epsilon_255": round(preset.epsilon * 255, 3),
+            "texture_aware": opts.texture_aware,
+            "min_mask": preset.min_mask,
+        },
+        encoders=rows,
+        strength=min(r.strength for r in rows),
+        perceptual=perceptual(artwork.rgb, protected),
+        steps=optimised.steps,
+        stopped_early=optimised.stopped_early,
+        optimise_seconds=round(optimised.seconds, 3),
+        seconds=round(time.perf_counter() - started, 3),
+        device=str(encoders[0].device),
+        seed=opts.seed,
+        options=opts.recorded(),
+        eot=eot.summary(optimised.draws),
+        notes=list(artwork.notes),
+    )
+    if report.perceptual.lpips is None:
+        report.notes.append("LPIPS not measured: its AlexNet weights are not on this machine")
+    return report
+
+
+def metadata_for(
+    report: ProtectReport, encoders: list, goal: Target, opts: ProtectOptions, artwork: Artwork
+) -> dict:
+    """What the file carries: enough for ``check`` to rebuild the target and find the encoders."""
+    metadata = {
+        "fixative": __version__,
+        "method": opts.method,
+        "target": report.target,
+        "encoders": [e.source or e.name for e in encoders],
+        "encoder_names": [e.name for e in encoders],
+        "budget": report.budget,
+        "intensity": opts.intensity,
+        "quality": opts.quality,
+        "seed": opts.seed,
+        "options": report.options,
+    }
+    if artwork.digest:
+        metadata["input_sha256"] = artwork.digest  # lets a re-run skip inputs that are done
+    if goal.caption:
+        metadata["caption"] = goal.caption
+    return metadata
+
+
+def protect_file(
+    path: str | Path, out: str | Path | None = None, overwrite: bool = False, **options
+) -> tuple[Path, ProtectReport]:
+    """Protect a file and write ``NAME.protected.png`` (or ``out``); returns the path and the report."""
+    artwork = load_image(path)
+    result = protect(artwork, **options)
+    written = result.save(Path(out) if out else output_path_for(path), overwrite=overwrite)
+    result.report.output = str(written)
+    return written, result.report

@@ -1,0 +1,211 @@
+"""A self-contained HTML report an artist can open: every image inline (PNG data URIs), the chart inline SVG.
+
+No scripts, no external files, no network: the report can be mailed or archived as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..reports import CheckReport
+from .verdict import PROTECTED_STRENGTH, SURVIVES_STRENGTH, Visuals
+
+PICTURE_LONGEST = 512
+DIFFERENCE_GAIN = 10.0  # the difference is amplified so an 8/255 change becomes visible
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#1d1d1f;padding:0 1rem;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem}
+.verdict{display:inline-block;padding:.35rem .8rem;border-radius:6px;font-weight:600;font-size:1.1rem}
+.protected{background:#d8f5dd;color:#135c21} .weakened{background:#fff1c9;color:#6b4c00}
+.not{background:#fbd9d6;color:#7a1b12}
+.grid{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0;flex:1 1 220px;max-width:260px}
+figure img{width:100%;height:auto;border:1px solid #ccc;image-rendering:auto}
+figcaption{font-size:.85rem;color:#555}
+table{border-collapse:collapse;margin:.5rem 0} td,th{padding:.25rem .7rem;border-bottom:1px solid #e3e3e3;
+text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.note{color:#555;font-size:.9rem}
+"""
+
+
+def _data_uri(rgb: torch.Tensor) -> str:
+    """(3, H, W) 0..1 -> PNG data URI, shrunk to a picture size (the report is for looking)."""
+    array = (rgb.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(np.ascontiguousarray(array), "RGB")
+    image.thumbnail((PICTURE_LONGEST, PICTURE_LONGEST), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def amplified_difference(
+    original: torch.Tensor, protected: torch.Tensor, gain: float = DIFFERENCE_GAIN
+) -> torch.Tensor:
+    """Mid-grey where nothing changed; the change times ``gain`` around it."""
+    return (0.5 + (protected.float() - original.float()) * gain).clamp(0, 1)
+
+
+def _figure(rgb: torch.Tensor, caption: str) -> str:
+    return (
+        f'<figure><img src="{_data_uri(rgb)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def strength_chart(result: CheckReport, width: int = 720, bar_height: int = 22) -> str:
+    """Horizontal bars: strength as measured, then after each purification, then on transfer encoders;
+    dashed lines at the documented thresholds. Inline SVG, no script."""
+    rows: list[tuple[str, float | None, str]] = [("as published", result.strength, "#2d6cdf")]
+    for r in result.robustness:
+        rows.append((r.purification, r.strength, "#2d6cdf" if r.survives else "#d9822b"))
+    for r in result.transfer:
+        rows.append((f"transfer: {r.name}", r.strength, "#7a5cc7"))
+    label_w, pad = 190, 10
+    plot_w = width - label_w - 60
+    height = pad * 2 + bar_height * len(rows) + 24
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="strength after each purification">'
+    ]
+    for i, (label, value, colour) in enumerate(rows):
+        y = pad + i * bar_height
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + bar_height * 0.68:.1f}" text-anchor="end" '
+            f'font-size="12" fill="#333">{html.escape(label)}</text>'
+        )
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            parts.append(
+                f'<text x="{label_w + 4}" y="{y + bar_height * 0.68:.1f}" font-size="12" '
+                'fill="#888">not measured</text>'
+            )
+            continue
+        w = max(0.0, min(1.0, value)) * plot_w
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_height - 6}" fill="{colour}"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + w + 4:.1f}" y="{y + bar_height * 0.68:.1f}" font-size="12" '
+            f'fill="#333">{value:.2f}</text>'
+        )
+    axis_y = pad + bar_height * len(rows)
+    for mark, name in ((SURVIVES_STRENGTH, "survives"), (PROTECTED_STRENGTH, "protected")):
+        x = label_w + mark * plot_w
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{pad}" x2="{x:.1f}" y2="{axis_y}" stroke="#999" stroke-dasharray="4 3"/>'
+        )
+        parts.append(
+            f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle" '
+            f'fill="#666">{name} {mark:.2f}</text>'
+        )
+    parts.append(f'<line x1="{label_w}" y1="{pad}" x2="{label_w}" y2="{axis_y}" stroke="#333"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _verdict_class(verdict: str) -> str:
+    if verdict == "protected":
+        return "protected"
+    if verdict.startswith("weakened"):
+        return "weakened"
+    return "not"
+
+
+def _num(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞"
+    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def render(result: CheckReport, visuals: Visuals) -> str:
+    """The whole report as one HTML string."""
+    esc = html.escape
+    verdict = result.verdict
+    title = f"Fixative check: {Path(result.file or 'image').name}"
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+        f'<p><span class="verdict {_verdict_class(verdict)}">{esc(verdict)}</span></p>',
+        f"<p>{esc(result.verdict_reason)}.</p>",
+    ]
+    if not result.exact:
+        out.append('<p class="note">The original was not given, so the strengths below are estimates.</p>')
+    out.append('<h2>The pictures</h2><div class="grid">')
+    if visuals.original is not None:
+        out.append(_figure(visuals.original, "original"))
+    out.append(_figure(visuals.protected, "protected"))
+    if visuals.original is not None:
+        out.append(
+            _figure(
+                amplified_difference(visuals.original, visuals.protected),
+                f"difference, amplified {DIFFERENCE_GAIN:g}×",
+            )
+        )
+    if visuals.model_sees_original is not None:
+        out.append(
+            _figure(
+                visuals.model_sees_original, f"what the model sees of the original ({visuals.decoder_name})"
+            )
+        )
+    if visuals.model_sees_protected is not None:
+        out.append(
+            _figure(
+                visuals.model_sees_protected,
+                f"what the model sees of the protected image ({visuals.decoder_name})",
+            )
+        )
+    out.append("</div>")
+    out.append("<h2>Strength, and what survives purification</h2>")
+    out.append(
+        "<p>Strength: how far the model's features of your image moved toward the protection's target "
+        "(0 = not at all, 1 = all the way). Each purification is something a scraper or an attacker "
+        "can do to your file before training on it.</p>"
+    )
+    out.append(strength_chart(result))
+    out.append("<h2>Figures</h2><table><tr><th>encoder</th><th>used to protect</th><th>strength</th></tr>")
+    for row in result.encoders:
+        out.append(f'<tr><td>{esc(row.name)}</td><td>yes</td><td class="num">{_num(row.strength)}</td></tr>')
+    for row in result.transfer:
+        out.append(
+            f"<tr><td>{esc(row.name)}</td><td>no (transfer)</td>"
+            f'<td class="num">{_num(row.strength)}</td></tr>'
+        )
+    out.append("</table>")
+    p = result.perceptual
+    if p:
+        out.append(
+            "<table><tr><th>PSNR</th><th>SSIM</th><th>LPIPS</th><th>largest change</th></tr>"
+            f'<tr><td class="num">{_num(p.psnr_db, 1)} dB</td>'
+            f'<td class="num">{_num(p.ssim, 3)}</td><td class="num">{_num(p.lpips, 3)}</td>'
+            f'<td class="num">{_num(p.linf_255, 0)}/255</td>'
+            "</tr></table>"
+        )
+    if result.notes:
+        out.append("<h2>Notes</h2><ul>")
+        out.extend(f'<li class="note">{esc(note)}</li>' for note in result.notes)
+        out.append("</ul>")
+    out.append(
+        f'<p class="note">Fixative {esc(result.fixative)}; thresholds: protected at strength '
+        f"{PROTECTED_STRENGTH:.2f}, survives a purification at {SURVIVES_STRENGTH:.2f}.</p>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_html(result: CheckReport, visuals: Visuals, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(render(result, visuals), encoding="utf-8")
+    return path

@@ -1,0 +1,69 @@
+"""Readable terminal table and JSON for a check result (``CheckReport``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..reports import CheckReport, clean
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _bar(value: float | None, width: int = 20) -> str:
+    if value is None:
+        return ""
+    filled = round(max(0.0, min(1.0, value)) * width)
+    return "#" * filled + "." * (width - filled)
+
+
+def table(result: CheckReport) -> str:
+    """Plain-text summary: verdict first, then strength per encoder, robustness, transfer and notes."""
+    lines = [f"{result.file or 'image'}: {result.verdict.upper()}", f"  {result.verdict_reason}"]
+    if not result.exact:
+        lines.append("  (no original given: strengths are estimates)")
+    lines += ["", f"  {'encoder':<24} {'strength':>8}"]
+    for row in result.encoders:
+        noise = f"  (noise {_fmt(row.noise_strength)})" if row.noise_strength is not None else ""
+        lines.append(f"  {row.name:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{noise}")
+    p = result.perceptual
+    if p:
+        lines += [
+            "",
+            f"  perceptual: PSNR {_fmt(p.psnr_db, 1)} dB  SSIM {_fmt(p.ssim, 3)}  "
+            f"LPIPS {_fmt(p.lpips, 3)}  L∞ {_fmt(p.linf_255, 0)}/255",
+        ]
+    if result.robustness:
+        lines += ["", f"  {'after purification':<24} {'strength':>8}"]
+        for row in result.robustness:
+            if row.skipped:
+                lines.append(f"  {row.purification:<24} {'skipped':>8}")
+                continue
+            mark = "" if row.survives else "  < survives threshold"
+            lines.append(f"  {row.purification:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{mark}")
+    if result.transfer:
+        lines += ["", f"  {'transfer (not used)':<24} {'strength':>8}"]
+        lines += [f"  {r.name:<24} {_fmt(r.strength):>8}  {_bar(r.strength)}" for r in result.transfer]
+    if result.notes:
+        lines.append("")
+        lines.extend(f"  note: {note}" for note in result.notes)
+    return "\n".join(lines)
+
+
+def to_json(result) -> str:
+    return json.dumps(clean(result), indent=2, ensure_ascii=False)
+
+
+def write_json(result, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(to_json(result) + "\n", encoding="utf-8")
+    return path

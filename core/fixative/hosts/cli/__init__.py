@@ -1,0 +1,73 @@
+"""``fixative`` on the command line: protect, check, models, presets, serve, install.
+
+Every user mistake ends as one line on stderr and exit code 2; inputs are never overwritten. Each
+sub-command lives in its own module and imports the engine (torch) only when it runs, so ``--help``,
+``--version``, ``presets`` and argument errors stay quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from ...errors import FixativeError
+from ...fixative_client import EngineError
+from ...version import __version__
+from .arguments import Parser
+
+EXIT_ERROR = 2
+COMMANDS = (
+    "fixative.hosts.cli.protect",
+    "fixative.hosts.cli.check",
+    "fixative.hosts.cli.models",
+    "fixative.hosts.server.cli",
+    "fixative.hosts.install.cli",
+)
+
+
+def error(message: str) -> None:
+    print(f"fixative: error: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="fixative", description="Protect artworks from diffusion models.")
+    parser.add_argument("--version", action="version", version=f"fixative {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the libraries' own warnings and log lines"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module_name in COMMANDS:
+        __import__(module_name, fromlist=["register"]).register(sub)
+    return parser
+
+
+def quiet_libraries() -> None:
+    """Third-party warnings (torch, diffusers, huggingface_hub) stay off stderr unless ``-v``."""
+    warnings.filterwarnings("ignore")
+    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+        os.environ.setdefault(name, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for logger in ("diffusers", "transformers", "huggingface_hub", "torch", "PIL"):
+        logging.getLogger(logger).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except (FixativeError, EngineError) as exc:
+        error(str(exc))
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        error("interrupted; no partial output was written")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""``fixative check``: how protected a file is, as a table, JSON or a self-contained HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ...errors import BadParameterError
+
+EXIT_BELOW_MIN = 1  # the check ran, but an image is below --min-strength (errors exit 2, as elsewhere)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ...api import run_check
+    from ...checks.html_report import write_html
+    from ...checks.report import table, write_json
+
+    if args.min_strength is not None and not -1 <= args.min_strength <= 1:
+        raise BadParameterError(f"--min-strength must be between -1 and 1, got {args.min_strength}")
+    if args.impress_steps < 0:
+        raise BadParameterError("--impress-steps must be >= 0")
+    result, visuals = run_check(
+        args.protected,
+        original=args.original,
+        models=args.model or None,
+        device=args.device,
+        fast=args.fast,
+        target_image=args.target,
+        pipeline=args.pipeline,
+        impress_steps=args.impress_steps,
+    )
+    if args.json:
+        write_json(result, args.json)
+    if args.html:
+        write_html(result, visuals, args.html)
+    if not args.quiet:
+        print(table(result))
+    if args.min_strength is not None:
+        strength = result.strength
+        if strength is None or strength < args.min_strength:
+            shown = "not measured" if strength is None else f"{strength:.2f}"
+            print(
+                f"fixative: {args.protected}: strength {shown} is below --min-strength "
+                f"{args.min_strength:.2f}",
+                file=sys.stderr,
+            )
+            return EXIT_BELOW_MIN
+    return 0
+
+
+def register(subparsers) -> None:
+    c = subparsers.add_parser(
+        "check", help="measure how protected an image is and whether the protection survives purification"
+    )
+    c.add_argument("protected", help="the protected image")
+    c.add_argument(
+        "--original", help="the original it was made from (exact figures; without it they are estimates)"
+    )
+    c.add_argument(
+        "--model",
+        action="append",
+        help="encoder to measure with (default: those recorded in the file); repeat for several",
+    )
+    c.add_argument("--target", help="the style/anchor/target image given to protect, when one was")
+    c.add_argument("--pipeline", help="the local diffusers pipeline folder, for img2img/text2img targets")
+    c.add_argument("--json", help="write the full result to this JSON file")
+    c.add_argument("--html", help="write a self-contained HTML report to this file")
+    c.add_argument(
+        "--min-strength",
+        type=float,
+        help="exit with status 1 when the strength is below this (for pipelines)",
+    )
+    c.add_argument("--fast", action="store_true", help="quick subset (what protect --verify runs)")
+    c.add_argument(
+        "--impress-steps", type=int, default=20, help="steps of the IMPRESS purification (default 20)"
+    )
+    c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    c.set_defaults(func=cmd_check)
