@@ -454,3 +454,14 @@ def test_install_without_a_findable_python(tmp_path, capsys):
     assert _install("--comfyui-dir", str(root)) == 2
     assert "--python" in capsys.readouterr().err
     assert not os.path.lexists(root / "custom_nodes" / "comfyui-fixative")
+
+
+def test_widgets_come_from_the_options_schema(pack):
+    from fixative.options import COMFYUI, ProtectOptions, offered_to
+
+    required, optional = pack.nodes.schema_inputs()
+    assert set(required) | set(optional) == set(offered_to(COMFYUI, ProtectOptions))
+    assert required["method"][0] == ["style", "concept", "edit"]
+    assert optional["steps"][0] == "INT" and optional["steps"][1]["min"] == 0  # 0: as the preset
+    inputs = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"].INPUT_TYPES()
+    assert set(required) <= set(inputs["required"]) and set(optional) <= set(inputs["optional"])

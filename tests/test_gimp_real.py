@@ -1,16 +1,15 @@
 """The GIMP 3 plug-in inside a real GIMP 3 (Debian 13 chroot), talking to a real ``fixative serve``.
 
-Debian 12 ships GIMP 2.10 without Python, so ``tests/gimp_chroot.sh`` builds (once, then reuses) a
-Debian 13 chroot with ``gimp python3-gi gir1.2-gimp-3.0``. The test installs the plug-in into the
-chroot user's GIMP folder with ``fixative install gimp``, starts the engine on the host (the chroot
-shares the host's loopback), and runs ``gimp-console-3.0`` batch scripts that call the export type
-and the filter non-interactively. Each batch writes a JSON report; pixels and metadata are checked
-here with Fixative's own loader.
+Debian 12 ships GIMP 2.10 without Python, so ``.ci/run`` builds (once, then reuses) a Debian 13 chroot
+with ``gimp python3-gi gir1.2-gimp-3.0`` (``tests/gimp_chroot.sh``). The test bind-mounts a scratch
+folder of the checkout over the chroot's /mnt (GIMP's HOME and temporary folder live there, so nothing is
+written into the chroot), installs the plug-in there with ``fixative install gimp``, starts the engine on
+the host (the chroot shares the host's loopback), and runs ``gimp-console-3.0`` batch scripts that call
+the export type and the filter non-interactively. Each batch writes a JSON report; pixels and metadata
+are checked here with Fixative's own loader.
 
-Skips (with the reason) when not root, when the chroot cannot be built, or when the model is absent.
-Env: FIXATIVE_GIMP_CHROOT (chroot folder), FIXATIVE_GIMP_BUILD_TIMEOUT (seconds, default 1200),
-FIXATIVE_GIMP_CHROOT_BUILD=0 (skip instead of building the ~1 GB chroot). The dialog test also needs
-Xvfb on the host (it skips without).
+Skips (with the reason) when not root, when the chroot is not built, or when the model is absent.
+Env: FIXATIVE_GIMP_CHROOT (chroot folder). The dialog test also needs Xvfb on the host (it skips without).
 """
 
 from __future__ import annotations
@@ -37,10 +36,10 @@ pytestmark = pytest.mark.editor
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROOT = Path(os.environ.get("FIXATIVE_GIMP_CHROOT", "/var/cache/fixative-gimp-chroot"))
-BUILD_TIMEOUT = float(os.environ.get("FIXATIVE_GIMP_BUILD_TIMEOUT", "1200"))
 BATCH_TIMEOUT = 420.0
 SERVER_START_TIMEOUT = 120.0
-CHROOT_PLUGINS = "root/.config/GIMP/3.0/plug-ins"
+INSIDE = "/mnt"  # the scratch folder (in the checkout) as GIMP sees it, bind-mounted over the chroot's /mnt
+PLUGINS = "home/.config/GIMP/3.0/plug-ins"  # below the scratch folder: GIMP's HOME is in it too
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -58,31 +57,13 @@ def _kill_group(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def chroot() -> Path:
-    """The cached GIMP 3 chroot, built on first use."""
+    """The GIMP 3 chroot ``.ci/run`` builds (tests/gimp_chroot.sh); the tests never build it themselves."""
     if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("the GIMP 3 chroot needs Linux and root (debootstrap, chroot, mount)")
+        pytest.skip("the GIMP 3 chroot needs Linux and root (chroot, mount)")
     if shutil.which("chroot") is None:
         pytest.skip("no chroot command on this machine")
     if not (CHROOT / ".fixative-gimp-ready").exists():
-        if os.environ.get("FIXATIVE_GIMP_CHROOT_BUILD") == "0":
-            pytest.skip(
-                f"no GIMP 3 chroot at {CHROOT} and FIXATIVE_GIMP_CHROOT_BUILD=0 "
-                "(build it with tests/gimp_chroot.sh)"
-            )
-        try:
-            built = subprocess.run(
-                [str(ROOT / "tests" / "gimp_chroot.sh"), str(CHROOT)],
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-            )
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"building the GIMP 3 chroot took more than {BUILD_TIMEOUT:.0f} s")
-        if built.returncode != 0:
-            tail = " | ".join((built.stderr or built.stdout).strip().splitlines()[-3:])
-            pytest.skip(
-                f"cannot build the GIMP 3 chroot (tests/gimp_chroot.sh exit {built.returncode}): {tail}"
-            )
+        pytest.skip(f"no GIMP 3 chroot at {CHROOT}: .ci/run builds it (or run tests/gimp_chroot.sh as root)")
     return CHROOT
 
 
@@ -106,12 +87,22 @@ def mounted(chroot):
 
 @pytest.fixture(scope="module")
 def workdir(mounted):
-    """A scratch folder inside the chroot (seen as /tmp/<name> from GIMP), removed afterwards."""
-    name = f"fixative-gimp-test-{uuid.uuid4().hex[:8]}"
-    host = mounted / "tmp" / name
-    host.mkdir(parents=True)
-    yield host, f"/tmp/{name}"
-    shutil.rmtree(host, ignore_errors=True)
+    """A scratch folder in the checkout, seen as /mnt from GIMP (a bind mount): everything the tests and
+    GIMP write (plug-in install, GIMP's settings, temporary files) lands there, never in the chroot."""
+    host = ROOT / ".test-scratch" / f"gimp-{uuid.uuid4().hex[:8]}"
+    for sub in ("home", "tmp"):
+        (host / sub).mkdir(parents=True)
+    target = mounted / INSIDE.lstrip("/")
+    if os.path.ismount(target):
+        pytest.skip(f"{target} is already a mount point (another test run?)")
+    done = subprocess.run(["mount", "--bind", str(host), str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount the scratch folder into the chroot: {done.stderr.strip()}")
+    try:
+        yield host, INSIDE
+    finally:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+        shutil.rmtree(host, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -174,9 +165,9 @@ def engine(workdir, taef2_path):
 
 
 @pytest.fixture(scope="module")
-def installed(mounted, engine):
-    """``fixative install gimp`` into the chroot user's plug-ins folder (engine.json: test config)."""
-    plugins = mounted / CHROOT_PLUGINS
+def installed(workdir, engine):
+    """``fixative install gimp`` below the scratch HOME (engine.json: the test config)."""
+    plugins = workdir[0] / PLUGINS
     command = [sys.executable, "-m", "fixative", "install", "gimp", "--plugins-dir", str(plugins)]
     done = subprocess.run(command, capture_output=True, text=True, env=engine["env"], timeout=120)
     assert done.returncode == 0, done.stderr
@@ -247,13 +238,14 @@ def write_batch(host: Path, inside: str, body: str, report_name: str, steps: int
 
 def gimp_command(chroot: Path, batch_inside: str, config_inside: str, extra_env: tuple = ()) -> list[str]:
     env = [
-        "HOME=/root",
+        f"HOME={INSIDE}/home",
         "PATH=/usr/local/bin:/usr/bin:/bin",
         "LANG=C.UTF-8",
         f"FIXATIVE_CONFIG_DIR={config_inside}",
         "NO_AT_BRIDGE=1",
         "GIO_USE_VFS=local",
-        "XDG_RUNTIME_DIR=/tmp",
+        f"XDG_RUNTIME_DIR={INSIDE}/tmp",
+        f"TMPDIR={INSIDE}/tmp",
         *extra_env,
     ]
     return [
@@ -410,7 +402,7 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
     """
     batch = write_batch(host, inside, body, "killed.json", steps=10000)
     finished_before = client.health()["queue"]["finished"]
-    scratch_before = set((mounted / "tmp").glob("fixative-gimp-*"))
+    scratch_before = set((host / "tmp").glob("fixative-gimp-*"))
     process = subprocess.Popen(
         gimp_command(mounted, batch, engine["config_inside"]),
         stdout=subprocess.DEVNULL,
@@ -435,7 +427,7 @@ def test_killed_gimp_makes_the_engine_drop_the_job(mounted, workdir, artwork, en
         assert queue["finished"] > finished_before
         log = (host / "server.log").read_text(errors="replace").lower()
         assert "nobody polled" in log, log[-800:]  # the lease ran out: the client was gone
-        assert set((mounted / "tmp").glob("fixative-gimp-*")) == scratch_before, "temporary files left behind"
+        assert set((host / "tmp").glob("fixative-gimp-*")) == scratch_before, "temporary files left behind"
     finally:
         _kill_group(process)
 
@@ -470,7 +462,7 @@ print(json.dumps(missing))
             str(mounted),
             "/usr/bin/env",
             "-i",
-            "HOME=/root",
+            f"HOME={INSIDE}/home",
             "PATH=/usr/bin:/bin",
             "python3",
             "-c",

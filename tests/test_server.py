@@ -409,3 +409,27 @@ def test_serve_ready_line_discovery_and_stop(tmp_path, monkeypatch, capsys):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_options_are_served_from_the_schema(server):
+    from fixative.options import JobOptions, editor_choices
+
+    assert requests.get(f"{server.url}/options").status_code == 401
+    served = requests.get(f"{server.url}/options", headers=auth(server)).json()
+    assert served["choices"] == editor_choices()
+    assert served["schema"] == JobOptions.model_json_schema()
+
+
+def test_every_option_is_checked_at_submit(server, wave96):
+    before = server.manager.counts()["waiting"] + server.manager.counts()["running"]
+    for options, wanted in (
+        ({"steps": 0}, "steps"),
+        ({"steps": 100000}, "steps"),
+        ({"method": "paint"}, "method"),
+        ({"nonsense": 1}, "unknown option"),
+        ({"method": "concept"}, "anchor"),
+        ({"device": "cuda:7"}, "not served"),
+    ):
+        answer = submit(server, png_bytes(wave96), options)
+        assert answer.status_code == 400 and wanted in answer.json()["error"], options
+    assert server.manager.counts()["waiting"] + server.manager.counts()["running"] == before  # none queued

@@ -423,7 +423,7 @@ BUNDLED_OPTIONS: dict = {
         "default": 0,
         "help": "random seed (same seed, same result)",
         "ge": 0,
-        "le": 9223372036854775807,
+        "le": 18446744073709551615,
     },
     "format": {
         "default": "png",
@@ -551,6 +551,11 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
     folder = config_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / LOG_FILE
+    return _wait_until_ready(_spawn(command, log_path), log_path, timeout)
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
+    """Start the engine detached from this process, its stderr going to the log."""
     kwargs: dict[str, Any] = {}
     if sys.platform == "win32":
         flags = 0x00000008 | 0x00000200 | 0x08000000  # DETACHED_PROCESS | NEW_PROCESS_GROUP | NO_WINDOW
@@ -559,7 +564,7 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
         kwargs["start_new_session"] = True
     with open(log_path, "ab") as log:
         try:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 _start_command(command),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -567,7 +572,11 @@ def ensure_engine(timeout: float = 180.0) -> EngineClient:
                 **kwargs,
             )
         except OSError as exc:
-            raise EngineNotInstalled(f"could not start the Fixative engine ({executable}): {exc}") from None
+            raise EngineNotInstalled(f"could not start the Fixative engine ({command[0]}): {exc}") from None
+
+
+def _wait_until_ready(process: subprocess.Popen, log_path: Path, timeout: float) -> EngineClient:
+    """Read the engine's stdout until its ready line (or its exit, or the timeout)."""
     lines: queue.Queue = queue.Queue()
 
     def read_stdout() -> None:

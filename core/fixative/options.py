@@ -102,7 +102,7 @@ class ProtectOptions(BaseModel):
     dtype: Literal[PRECISIONS] = option(
         "fp32", "numeric precision of the encoders", hosts=(CLI, SERVER), flag="--precision"
     )
-    seed: int = option(0, "random seed (same seed, same result)", ge=0, le=2**63 - 1)
+    seed: int = option(0, "random seed (same seed, same result)", ge=0, le=2**64 - 1)
     allow_download: bool = option(False, "allow fetching a hub model once", hosts=(CLI,))
 
     @field_validator("models", mode="before")

@@ -128,9 +128,8 @@ def _num(value, digits: int = 2) -> str:
 
 
 def render(result: CheckReport, visuals: Visuals) -> str:
-    """The whole report as one HTML string."""
+    """The whole report as one HTML string: verdict, pictures, strength chart, figures, notes."""
     esc = html.escape
-    verdict = result.verdict
     title = f"Fixative check: {Path(result.file or 'image').name}"
     out = [
         "<!DOCTYPE html>",
@@ -138,50 +137,54 @@ def render(result: CheckReport, visuals: Visuals) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{esc(title)}</h1>",
-        f'<p><span class="verdict {_verdict_class(verdict)}">{esc(verdict)}</span></p>',
+        f'<p><span class="verdict {_verdict_class(result.verdict)}">{esc(result.verdict)}</span></p>',
         f"<p>{esc(result.verdict_reason)}.</p>",
     ]
     if not result.exact:
         out.append('<p class="note">The original was not given, so the strengths below are estimates.</p>')
-    out.append('<h2>The pictures</h2><div class="grid">')
-    if visuals.original is not None:
-        out.append(_figure(visuals.original, "original"))
-    out.append(_figure(visuals.protected, "protected"))
-    if visuals.original is not None:
-        out.append(
-            _figure(
-                amplified_difference(visuals.original, visuals.protected),
-                f"difference, amplified {DIFFERENCE_GAIN:g}×",
-            )
-        )
-    if visuals.model_sees_original is not None:
-        out.append(
-            _figure(
-                visuals.model_sees_original, f"what the model sees of the original ({visuals.decoder_name})"
-            )
-        )
-    if visuals.model_sees_protected is not None:
-        out.append(
-            _figure(
-                visuals.model_sees_protected,
-                f"what the model sees of the protected image ({visuals.decoder_name})",
-            )
-        )
-    out.append("</div>")
-    out.append("<h2>Strength, and what survives purification</h2>")
-    out.append(
+    out += pictures(visuals)
+    out += [
+        "<h2>Strength, and what survives purification</h2>",
         "<p>Strength: how far the model's features of your image moved toward the protection's target "
         "(0 = not at all, 1 = all the way). Each purification is something a scraper or an attacker "
-        "can do to your file before training on it.</p>"
+        "can do to your file before training on it.</p>",
+        strength_chart(result),
+    ]
+    out += figures(result)
+    if result.notes:
+        out += [
+            "<h2>Notes</h2><ul>",
+            *(f'<li class="note">{esc(note)}</li>' for note in result.notes),
+            "</ul>",
+        ]
+    out.append(
+        f'<p class="note">Fixative {esc(result.fixative)}; thresholds: protected at strength '
+        f"{PROTECTED_STRENGTH:.2f}, survives a purification at {SURVIVES_STRENGTH:.2f}.</p></body></html>"
     )
-    out.append(strength_chart(result))
-    out.append("<h2>Figures</h2><table><tr><th>encoder</th><th>used to protect</th><th>strength</th></tr>")
-    for row in result.encoders:
-        out.append(f'<tr><td>{esc(row.name)}</td><td>yes</td><td class="num">{_num(row.strength)}</td></tr>')
-    for row in result.transfer:
+    return "\n".join(out)
+
+
+def pictures(visuals: Visuals) -> list[str]:
+    """Original, protected, the amplified difference, and what the model sees of each."""
+    shown = [(visuals.original, "original"), (visuals.protected, "protected")]
+    if visuals.original is not None:
+        difference = amplified_difference(visuals.original, visuals.protected)
+        shown.append((difference, f"difference, amplified {DIFFERENCE_GAIN:g}×"))
+    name = visuals.decoder_name
+    shown.append((visuals.model_sees_original, f"what the model sees of the original ({name})"))
+    shown.append((visuals.model_sees_protected, f"what the model sees of the protected image ({name})"))
+    figures_html = [_figure(rgb, caption) for rgb, caption in shown if rgb is not None]
+    return ['<h2>The pictures</h2><div class="grid">', *figures_html, "</div>"]
+
+
+def figures(result: CheckReport) -> list[str]:
+    """Strength per encoder (protecting and transfer) and the perceptual cost, as tables."""
+    esc = html.escape
+    out = ["<h2>Figures</h2><table><tr><th>encoder</th><th>used to protect</th><th>strength</th></tr>"]
+    for row in [*result.encoders, *result.transfer]:
+        used = "yes" if row.used_to_protect else "no (transfer)"
         out.append(
-            f"<tr><td>{esc(row.name)}</td><td>no (transfer)</td>"
-            f'<td class="num">{_num(row.strength)}</td></tr>'
+            f'<tr><td>{esc(row.name)}</td><td>{used}</td><td class="num">{_num(row.strength)}</td></tr>'
         )
     out.append("</table>")
     p = result.perceptual
@@ -193,16 +196,7 @@ def render(result: CheckReport, visuals: Visuals) -> str:
             f'<td class="num">{_num(p.linf_255, 0)}/255</td>'
             "</tr></table>"
         )
-    if result.notes:
-        out.append("<h2>Notes</h2><ul>")
-        out.extend(f'<li class="note">{esc(note)}</li>' for note in result.notes)
-        out.append("</ul>")
-    out.append(
-        f'<p class="note">Fixative {esc(result.fixative)}; thresholds: protected at strength '
-        f"{PROTECTED_STRENGTH:.2f}, survives a purification at {SURVIVES_STRENGTH:.2f}.</p>"
-    )
-    out.append("</body></html>")
-    return "\n".join(out)
+    return out
 
 
 def write_html(result: CheckReport, visuals: Visuals, path: str | Path) -> Path:

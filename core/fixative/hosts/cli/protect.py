@@ -40,8 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def options_from(args: argparse.Namespace) -> JobOptions:
     values = values_from(args)
-    if args.output and "format" not in values:
-        values["format"] = plan.format_of(Path(args.output))
+    if args.output and "format" not in values and Path(args.output).suffix.lower() in plan.OUTPUT_SUFFIXES:
+        values["format"] = plan.format_of(Path(args.output))  # (any other suffix is refused by plan())
     return JobOptions.parse(values)
 
 

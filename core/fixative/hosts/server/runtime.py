@@ -230,32 +230,39 @@ def serve(
         manager, token, log_level=log_level, on_stopped=lambda: remove_server_info(pid), extra_hosts=extra
     )
 
-    def announce() -> None:
-        while not server.started:
-            if server.should_exit:
-                return
-            time.sleep(0.02)
-        write_server_info(url, pid)
-        if ready_line:
-            print(
-                "FIXATIVE_READY " + json.dumps({"url": url, "pid": pid, "version": __version__}), flush=True
-            )
-            _silence_stdout()  # whoever read the line may go away; later writes must not hit a closed pipe
-        else:
-            print(
-                f"Fixative engine {__version__} listening on {url} (devices: {', '.join(settings.devices)}); "
-                "stop it with Ctrl+C or `fixative serve --stop`",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    threading.Thread(target=announce, name="fixative-announce", daemon=True).start()
+    announce = threading.Thread(
+        target=_announce,
+        args=(server, url, pid, ready_line, settings.devices),
+        name="fixative-announce",
+        daemon=True,
+    )
+    announce.start()
     try:
         server.run(sockets=[sock])
     finally:
         remove_server_info(pid)
         sock.close()
     return 0
+
+
+def _announce(server: uvicorn.Server, url: str, pid: int, ready_line: bool, devices: list[str]) -> None:
+    """Once listening: write ``server.json``, then the ready line (for the plug-in that started us) or a
+    human line."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.02)
+    write_server_info(url, pid)
+    if ready_line:
+        print("FIXATIVE_READY " + json.dumps({"url": url, "pid": pid, "version": __version__}), flush=True)
+        _silence_stdout()  # whoever read the line may go away; later writes must not hit a closed pipe
+    else:
+        print(
+            f"Fixative engine {__version__} listening on {url} (devices: {', '.join(devices)}); "
+            "stop it with Ctrl+C or `fixative serve --stop`",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _silence_stdout() -> None:
