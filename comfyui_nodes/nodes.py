@@ -250,18 +250,16 @@ class LoadProtectionEncoder:
 @torch.no_grad()
 def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encoders: list, seed: int) -> dict:
     """What can be measured without the protection's target: perceptual cost, and how far each
-    encoder's features moved compared with random noise of the same L-infinity size."""
+    encoder's features moved compared with matched noise (the same per-pixel |change|, random signs)."""
     from fixative import features
     from fixative.checks.measures import perceptual
+    from fixative.checks.null import matched_noise
 
     if original is None:
         return {"notes": ["connect the original image to measure the change and how far the features moved"]}
     if original.shape != protected.shape:
         raise _fail(f"original is {tuple(original.shape[1:])} but the image is {tuple(protected.shape[1:])}")
-    linf = float((protected - original).abs().max())
-    generator = torch.Generator().manual_seed(seed)
-    noise = (torch.randint(0, 2, original.shape, generator=generator).float() * 2 - 1) * linf
-    noisy = on_grid((original + noise).clamp(0, 1) + 0.5 / 255)
+    noisy = matched_noise(original, protected, seed)
     per_encoder = []
     for encoder in encoders:
         dev = encoder.device
@@ -286,7 +284,7 @@ def _feature_check(protected: torch.Tensor, original: torch.Tensor | None, encod
         "encoders": per_encoder,
         "verdict": verdict,
         "notes": [
-            "vs_noise: feature shift divided by that of random noise of the same L-inf; "
+            "vs_noise: feature shift divided by that of matched noise (same |change|, random signs); "
             "protected >= 3, weakly protected >= 1.5 (strength toward the target is in the "
             "Protect Image report)"
         ],

@@ -11,7 +11,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FIXATIVE_SHARED", ROOT.parent / "shared"))
 TAESD_DIR = SHARED / "models" / "taesd"
-DEFAULT_EPS_255 = 10  # the default intensity's L-inf bound, in 0..255 steps (see fixative.presets)
+DEFAULT_EPS_255 = 12  # the default intensity's hard L-inf cap, in 0..255 steps (see fixative.presets)
 IMAGES = SHARED / "images"
 
 os.environ.setdefault("FIXATIVE_MODELS", str(SHARED / "models"))

@@ -179,6 +179,26 @@ def test_protect_keeps_shape_range_and_budget(protected, artworks):
     change = (out - artworks).abs()
     assert float(change.max()) <= EPS + 1e-6
     assert all(float(change[b].max()) > 1 / 255 for b in range(out.shape[0]))  # every image was protected
+    # What stock SaveImage writes (it truncates 255 * x): exact k/255 values, so never one level over the cap.
+    saved = np.clip(255.0 * out.numpy(), 0, 255).astype(np.uint8).astype(int)
+    original = np.clip(255.0 * artworks.numpy(), 0, 255).astype(np.uint8).astype(int)
+    assert np.abs(saved - original).max() <= DEFAULT_EPS_255
+    assert np.array_equal(saved, np.round(255.0 * out.numpy()).astype(int))  # on the grid
+
+
+def test_off_grid_inputs_are_saved_within_the_cap(pack, taef2_vae, artworks):
+    """A float image that is not on the 8-bit grid (an upstream node's output): still within the cap once
+    SaveImage truncates it, where float arithmetic used to put 31-98 values one level over."""
+    g = torch.Generator().manual_seed(3)
+    image = (artworks[:1] + torch.rand(artworks[:1].shape, generator=g) / 255).clamp(0, 1)
+    with torch.inference_mode():
+        node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
+        out, _ = node.protect(
+            image=image, method="style", intensity="default", quality="fast", seed=0, vae=taef2_vae, steps=2
+        )
+    saved = np.clip(255.0 * out.numpy(), 0, 255).astype(np.uint8).astype(int)
+    original = np.clip(255.0 * image.numpy(), 0, 255).astype(np.uint8).astype(int)
+    assert np.abs(saved - original).max() <= DEFAULT_EPS_255
 
 
 def test_protect_moves_features_toward_the_target(protected, artworks, target, taef2):

@@ -17,9 +17,11 @@ from PIL import Image
 
 from ..reports import CheckReport
 from .verdict import PROTECTED_STRENGTH, SURVIVES_STRENGTH, Visuals
+from .visibility import most_visible_region
 
 PICTURE_LONGEST = 512
 DIFFERENCE_GAIN = 10.0  # the difference is amplified so an 8/255 change becomes visible
+ZOOM, ZOOM_REGION = 4, 64
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
@@ -174,7 +176,30 @@ def pictures(visuals: Visuals) -> list[str]:
     shown.append((visuals.model_sees_original, f"what the model sees of the original ({name})"))
     shown.append((visuals.model_sees_protected, f"what the model sees of the protected image ({name})"))
     figures_html = [_figure(rgb, caption) for rgb, caption in shown if rgb is not None]
-    return ['<h2>The pictures</h2><div class="grid">', *figures_html, "</div>"]
+    out = ['<h2>The pictures</h2><div class="grid">', *figures_html, "</div>"]
+    if visuals.original is not None:
+        out += zoomed_region(visuals.original, visuals.protected)
+    return out
+
+
+def zoomed_region(original: torch.Tensor, protected: torch.Tensor) -> list[str]:
+    """The most visible square (largest change relative to the JND), before and after, at 4x."""
+    top, left, size = most_visible_region(original, protected, ZOOM_REGION)
+    crops = [x[:, top : top + size, left : left + size] for x in (original, protected)]
+    crops.append(amplified_difference(*crops))
+
+    def zoomed(rgb):
+        return torch.nn.functional.interpolate(rgb[None], scale_factor=ZOOM, mode="nearest")[0]
+
+    captions = ("before", "after", f"change, amplified {DIFFERENCE_GAIN:g}×")
+    return [
+        f"<h2>The most visible region, zoomed {ZOOM}×</h2>",
+        f'<p class="note">{size}×{size} pixels at ({left}, {top}), where the change is largest compared with '
+        "one just-noticeable difference.</p>",
+        '<div class="grid">',
+        *(_figure(zoomed(c), caption) for c, caption in zip(crops, captions, strict=True)),
+        "</div>",
+    ]
 
 
 def figures(result: CheckReport) -> list[str]:
@@ -189,12 +214,15 @@ def figures(result: CheckReport) -> list[str]:
     out.append("</table>")
     p = result.perceptual
     if p:
+        share = None if p.jnd_exceed_share is None else 100 * p.jnd_exceed_share
         out.append(
-            "<table><tr><th>PSNR</th><th>SSIM</th><th>LPIPS</th><th>largest change</th></tr>"
-            f'<tr><td class="num">{_num(p.psnr_db, 1)} dB</td>'
-            f'<td class="num">{_num(p.ssim, 3)}</td><td class="num">{_num(p.lpips, 3)}</td>'
+            "<table><tr><th>PSNR</th><th>SSIM</th><th>MS-SSIM</th><th>LPIPS</th><th>largest change</th>"
+            "<th>RMS change, flattest 15 %</th><th>pixels over 1 JND</th></tr>"
+            f'<tr><td class="num">{_num(p.psnr_db, 1)} dB</td><td class="num">{_num(p.ssim, 3)}</td>'
+            f'<td class="num">{_num(p.ms_ssim, 3)}</td><td class="num">{_num(p.lpips, 3)}</td>'
             f'<td class="num">{_num(p.linf_255, 0)}/255</td>'
-            "</tr></table>"
+            f'<td class="num">{_num(p.flat_rms_255, 2)}/255</td>'
+            f'<td class="num">{_num(share, 2)} %</td></tr></table>'
         )
     return out
 

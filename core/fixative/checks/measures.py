@@ -1,5 +1,6 @@
-"""What ``check`` and ``protect`` measure besides strength: perceptual cost, how far features moved at all,
-and what the model sees (its decoder's picture of an image)."""
+"""What ``check`` and ``protect`` measure besides strength: perceptual cost (PSNR, SSIM, LPIPS where its
+weights exist, and the visibility figures of ``visibility``), how far features moved at all, and what the
+model sees (its decoder's picture of an image)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from .. import features
 from ..optimise.budget import lpips_distance
 from ..reports import Visibility
+from . import visibility
 
 VIEW_LONGEST = 512  # "what the model sees" is decoded at most this large (it is a picture, not a figure)
 
@@ -23,11 +25,15 @@ def perceptual(original: torch.Tensor, protected: torch.Tensor) -> Visibility:
     if min(a.shape[-2:]) >= 32:
         dist = lpips_distance(_limit(b), _limit(a))
         lpips = None if dist is None else round(float(dist), 5)
+    ms_ssim = visibility.ms_ssim(original, protected)
     return Visibility(
         linf_255=round(float((a - b).abs().max()) * 255, 3),
         psnr_db=round(float(kornia.metrics.psnr(b, a, 1.0)), 3) if mse > 0 else float("inf"),
         ssim=round(float(kornia.metrics.ssim(b, a, 11).mean()), 5),
         lpips=lpips,
+        ms_ssim=None if ms_ssim is None else round(ms_ssim, 5),
+        jnd_exceed_share=round(visibility.jnd_exceed_share(original, protected), 5),
+        flat_rms_255=round(visibility.flat_rms_255(original, protected), 3),
     )
 
 

@@ -1,16 +1,16 @@
 """Step 3 of the data path: optimise the perturbation under the perceptual budget."""
 
 from . import eot
-from .budget import lpips_distance, lpips_weights_present, per_pixel_limit, project, texture_mask
+from .budget import PerceptualBudget, jnd_map, lpips_distance, lpips_weights_present, perceptual_budget
 from .loop import OptimiseResult, run
 
 __all__ = [
     "OptimiseResult",
+    "PerceptualBudget",
     "eot",
+    "jnd_map",
     "lpips_distance",
     "lpips_weights_present",
-    "per_pixel_limit",
-    "project",
+    "perceptual_budget",
     "run",
-    "texture_mask",
 ]

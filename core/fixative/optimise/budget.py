@@ -1,51 +1,209 @@
-"""The perceptual budget: a hard L-infinity bound shaped by a texture-aware mask, and optional LPIPS.
+"""The perceptual budget: how much each pixel may change, from a classical just-noticeable-difference model.
 
-Flat colour areas (where noise shows, as in flat-colour illustration) get a small share of epsilon;
-busy texture gets all of it.
+The JND map needs no learned weights (LPIPS's AlexNet is never on the machine). It follows the Chou-Li /
+Yang et al. family, on the artwork's luminance and chroma separately (YCbCr, BT.601):
+
+* luminance adaptation ``T_l`` (Chou & Li 1995): the threshold of a change on a uniform background of
+  grey level ``bg``. It is measured for small targets; a noise field spread over a flat area is seen at
+  about half that amplitude (probability summation), and the flat-field threshold is capped, so smooth
+  skies and gradients get no grain whatever their brightness;
+* texture masking ``T_t = eta * G * W_e * S`` (Yang et al. 2005): busy texture (large luminance gradient
+  ``G``, on the scale of Chou & Li's operators) hides change, but not at isolated strong edges (``W_e``:
+  Canny edges, widened and blurred), where a change shows as a halo; and only where the texture is itself
+  clearly visible (``S``: local contrast from 1x to 2x the flat-field threshold, as a masker must be
+  suprathreshold to mask, and never in the image's flattest fifth), so faint gradients count as flat;
+* the two combine as ``T_l + T_t - C * min(T_l, T_t)`` (NAMM, ``C = 0.3``);
+* chroma: vision tolerates far more fine chroma change than luminance change in texture, and little in
+  flat areas (colour blotches), so ``JND_C = chroma_flat + chroma_gain * T_t``.
+
+``--intensity`` picks a multiple of this map (``Intensity.jnd_scale``) under a hard L-infinity cap per RGB
+channel (``Intensity.epsilon``), which every output honours exactly. The optimiser moves the perturbation
+in YCbCr, each channel in steps relative to its own per-pixel limit (``PerceptualBudget``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import kornia
 import torch
+import torch.nn.functional as F
 
-
-def texture_mask(rgb: torch.Tensor, min_share: float, window: int = 9) -> torch.Tensor:
-    """(1, H, W) in [min_share, 1]: the local contrast of the artwork, smoothed so the mask has no edges."""
-    grey = kornia.color.rgb_to_grayscale(rgb[None].float())
-    mean = kornia.filters.box_blur(grey, (window, window), border_type="reflect")
-    var = kornia.filters.box_blur(grey * grey, (window, window), border_type="reflect") - mean * mean
-    std = var.clamp_min(0).sqrt()
-    reference = torch.quantile(std.flatten()[:: max(1, std.numel() // 200_000)], 0.75).clamp_min(0.02)
-    busy = (std / reference).clamp(0, 1)
-    busy = kornia.filters.gaussian_blur2d(
-        busy, (window, window), (window / 3, window / 3), border_type="reflect"
+# RGB -> (Y, Cb, Cr) without the offsets (BT.601, as kornia.color.rgb_to_ycbcr): changes map linearly.
+_YCC = torch.tensor(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.299 * 0.564, -0.587 * 0.564, 0.886 * 0.564],
+        [0.701 * 0.713, -0.587 * 0.713, -0.114 * 0.713],
+    ]
+)
+_RGB = torch.linalg.inv(_YCC)
+_BACKGROUND = (
+    torch.tensor(
+        [
+            [1, 1, 1, 1, 1],
+            [1, 2, 2, 2, 1],
+            [1, 2, 0, 2, 1],
+            [1, 2, 2, 2, 1],
+            [1, 1, 1, 1, 1],
+        ],
+        dtype=torch.float32,
     )
-    return (min_share + (1 - min_share) * busy)[0]
+    / 32
+)  # Chou & Li's weighted mean of the 5 x 5 neighbourhood
 
 
-def per_pixel_limit(
+@dataclass(frozen=True)
+class JndModel:
+    """The constants of the model, in 0..255 grey levels (as the papers state them)."""
+
+    summation: float = 0.5  # flat-field threshold of a noise field relative to Chou & Li's small targets
+    flat_cap: float = 1.5  # the luminance threshold of flat areas never exceeds this
+    eta: float = 0.117  # texture masking gain (Yang et al. 2005)
+    overlap: float = 0.3  # NAMM overlap between the two maskings
+    edge_weight: float = 0.1  # masking left at isolated strong edges (no halo)
+    masker_from: float = 1.0  # texture masks from this local contrast, in flat-field thresholds ...
+    masker_full: float = 2.0  # ... fully from twice that
+    flat_share: float = 0.2  # ... and never in the image's flattest fifth
+    chroma_flat: float = 1.0  # chroma threshold of flat areas (one level of one RGB channel fits)
+    chroma_gain: float = 2.0  # chroma tolerates this much more texture masking than luminance
+
+
+def to_ycc(rgb_change: torch.Tensor) -> torch.Tensor:
+    """A change of RGB (..., 3, H, W) as a change of (Y, Cb, Cr)."""
+    return torch.einsum("ij,...jhw->...ihw", _YCC.to(rgb_change), rgb_change)
+
+
+def to_rgb(ycc_change: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,...jhw->...ihw", _RGB.to(ycc_change), ycc_change)
+
+
+def gradient_in_ycc(rgb_gradient: torch.Tensor) -> torch.Tensor:
+    """The gradient of a loss with respect to a (Y, Cb, Cr) change, from its gradient in RGB."""
+    return torch.einsum("ji,...jhw->...ihw", _RGB.to(rgb_gradient), rgb_gradient)
+
+
+def luminance_adaptation(background: torch.Tensor) -> torch.Tensor:
+    """Chou & Li (1995): visibility threshold on a uniform background (both in 0..255 grey levels)."""
+    dark = 17 * (1 - torch.sqrt(background.clamp(0, 127) / 127)) + 3
+    bright = 3 / 128 * (background - 127) + 3
+    return torch.where(background <= 127, dark, bright)
+
+
+def edge_map(luma: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H, W) in 0..1: isolated strong edges (Canny), widened and softened; 0 in texture and flat."""
+    _, edges = kornia.filters.canny(luma, low_threshold=0.1, high_threshold=0.25)
+    widened = F.max_pool2d(edges, 5, stride=1, padding=2)
+    density = kornia.filters.box_blur(edges, (9, 9), border_type="reflect")  # one line: 1/9
+    isolated = widened * (1 - ((density - 0.15) / 0.2).clamp(0, 1))  # many edges close together are texture
+    return kornia.filters.gaussian_blur2d(isolated, (5, 5), (1.0, 1.0), border_type="reflect").clamp(0, 1)
+
+
+MODEL = JndModel()
+
+
+@torch.no_grad()
+def jnd_map(rgb: torch.Tensor, model: JndModel | None = None) -> torch.Tensor:
+    """(3, H, W): the just-noticeable change of Y, Cb and Cr at each pixel of ``rgb`` (3, H, W), in 0..1."""
+    model = model or MODEL
+    x = rgb[None].float()
+    luma = kornia.color.rgb_to_ycbcr(x)[:, :1]
+    levels = luma * 255
+    background = F.conv2d(F.pad(levels, (2, 2, 2, 2), mode="replicate"), _BACKGROUND.to(x)[None, None])
+    flat = (model.summation * luminance_adaptation(background)).clamp(max=model.flat_cap)
+    # Luminance gradient on the scale of Chou & Li's 5 x 5 operators (a step of h grey levels gives h).
+    gradient = kornia.filters.sobel(levels, normalized=False) / 4
+    contrast = _local_std(levels, 7)
+    # A masker must be clearly visible itself: from 1x to 3x the flat-field threshold, and never below the
+    # image's own flattest fifth (so its flattest areas stay flat however busy the artwork is overall).
+    start = torch.maximum(model.masker_from * flat, _quantile(contrast, model.flat_share))
+    suprathreshold = ((contrast - start) / ((model.masker_full - 1) * start).clamp_min(1e-3)).clamp(0, 1)
+    texture = model.eta * gradient * (1 - (1 - model.edge_weight) * edge_map(luma)) * suprathreshold
+    luminance = flat + texture - model.overlap * torch.minimum(flat, texture)
+    chroma = model.chroma_flat + model.chroma_gain * texture
+    return (torch.cat([luminance, chroma, chroma], dim=1)[0] / 255).contiguous()
+
+
+def _quantile(x: torch.Tensor, q: float) -> torch.Tensor:
+    flat = x.flatten()
+    return torch.quantile(flat[:: max(1, flat.numel() // 500_000)], q)
+
+
+def _local_std(x: torch.Tensor, window: int) -> torch.Tensor:
+    mean = kornia.filters.box_blur(x, (window, window), border_type="reflect")
+    square = kornia.filters.box_blur(x * x, (window, window), border_type="reflect")
+    return (square - mean * mean).clamp_min(0).sqrt()
+
+
+@dataclass
+class PerceptualBudget:
+    """Where and how much the perturbation may go: a per-pixel bound on each of |ΔY|, |ΔCb|, |ΔCr|
+    (``limit``, 3 x H x W) under a hard cap on every RGB channel (``cap``)."""
+
+    limit: torch.Tensor  # (3, H, W) in 0..1, zero outside the user's mask
+    cap: float
+
+    def to(self, device) -> PerceptualBudget:
+        return PerceptualBudget(self.limit.to(device), self.cap)
+
+    def project(self, delta: torch.Tensor, images: torch.Tensor, rounds: int = 3) -> torch.Tensor:
+        """Back inside the box in YCbCr, the cap in RGB and the valid pixel range (alternating
+        projections; the last one is the RGB one, so the cap and the range always hold exactly)."""
+        limit = self.limit.to(delta)
+        for _ in range(rounds):
+            ycc = to_ycc(delta)
+            delta = to_rgb(torch.maximum(torch.minimum(ycc, limit), -limit))
+            delta = delta.clamp(-self.cap, self.cap)
+            delta = (images + delta).clamp(0, 1) - images
+        return delta
+
+    def step(self, delta: torch.Tensor, direction: torch.Tensor, share: float) -> torch.Tensor:
+        """``delta`` moved against ``direction`` (a YCbCr gradient), each channel by ``share`` of its own
+        per-pixel limit: flat pixels move in small steps, busy ones in large ones."""
+        return delta - to_rgb(share * self.limit.to(delta) * direction.sign())
+
+    def exceeded(
+        self, original: torch.Tensor, changed: torch.Tensor, tolerance: float = 1e-6
+    ) -> torch.Tensor:
+        """(H, W) bool: pixels whose change leaves the YCbCr box."""
+        ycc = to_ycc((changed - original).float())
+        return (ycc.abs() > self.limit.to(ycc) + tolerance).any(dim=0)
+
+    def quantise(self, original: torch.Tensor, delta: torch.Tensor, levels: int = 255) -> torch.Tensor:
+        """The protected pixels on the file's grid (multiples of 1/levels): the change is rounded, held to
+        the cap in whole levels, and where rounding left the YCbCr box, pulled one level toward the
+        original at a time until it is inside (so no output exceeds its budget because of rounding)."""
+        base = (original.float() * levels).round()
+        steps = ((original.float() + delta) * levels).round() - base
+        most = float(int(self.cap * levels + 1e-6))
+        steps = steps.clamp(-most, most)
+        steps = (base + steps).clamp(0, levels) - base
+        for _ in range(int(most) + 1):
+            outside = self.exceeded(base / levels, (base + steps) / levels)
+            if not bool(outside.any()):
+                break
+            steps = torch.where(outside[None], steps - steps.sign(), steps)
+        return (base + steps) / levels
+
+
+def perceptual_budget(
     rgb: torch.Tensor,
-    epsilon: float,
-    min_share: float,
+    jnd_scale: float,
+    cap: float,
     user_mask: torch.Tensor | None = None,
-    texture_aware: bool = True,
-) -> torch.Tensor:
-    """The per-pixel budget ``limit`` (1, H, W): never above epsilon, zero outside the user's mask."""
-    shape = texture_mask(rgb, min_share) if texture_aware and min_share < 1 else torch.ones(1, *rgb.shape[1:])
-    limit = epsilon * shape.to(rgb.device)
+    perceptual: bool = True,
+    grey: bool = False,
+) -> PerceptualBudget:
+    """``jnd_scale`` JNDs per pixel (``perceptual=False``: the cap alone), luminance only for a grey
+    artwork (its chroma cannot carry a change), zero outside the user's mask."""
+    limit = jnd_scale * jnd_map(rgb) if perceptual else torch.full((3, *rgb.shape[1:]), 4.0 * cap)
+    if grey:
+        limit[1:] = 0
     if user_mask is not None:
-        limit = limit * user_mask.to(limit.device).float().clamp(0, 1).reshape(1, *rgb.shape[1:])
-    return limit
-
-
-def project(delta: torch.Tensor, limit: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Back inside the budget and the valid pixel range."""
-    delta = torch.maximum(torch.minimum(delta, limit), -limit)
-    return (images + delta).clamp(0, 1) - images
+        limit = limit * user_mask.to(limit).clamp(0, 1).reshape(1, *rgb.shape[1:])
+    return PerceptualBudget(limit.to(rgb.device), cap)
 
 
 def lpips_weights_present() -> bool:

@@ -20,22 +20,15 @@ from ..metadata import embed as embed_metadata
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def to_pil(artwork: Artwork, rgb: torch.Tensor, epsilon: float | None = None) -> Image.Image:
-    """Quantise the protected pixels back into the original mode (alpha re-attached untouched).
-
-    When ``epsilon`` is given, the quantised change is clamped to it in integer steps, so rounding can
-    never push a pixel past the budget.
-    """
+def to_pil(artwork: Artwork, rgb: torch.Tensor) -> Image.Image:
+    """The protected pixels (already on the file's grid, see ``PerceptualBudget.quantise``) in the original
+    mode (alpha re-attached untouched)."""
     rgb = rgb.detach().float().cpu().clamp(0, 1)
     if artwork.bits == 16:
         scale, dtype = 65535.0, np.uint16
     else:
         scale, dtype = 255.0, np.uint8
     values = (rgb * scale).round()
-    if epsilon is not None:
-        original = (artwork.rgb.float() * scale).round()
-        limit = np.floor(epsilon * scale + 1e-6)
-        values = original + (values - original).clamp(-limit, limit)
     array = values.clamp(0, scale).permute(1, 2, 0).numpy().astype(dtype)
     if artwork.grey:
         grey = array.astype(np.float64).mean(axis=2).round().astype(dtype)

@@ -1,0 +1,99 @@
+"""The perceptual budget: a JND map that is lower in flat areas than in texture, lower for luminance than
+for chroma in texture, no halo at isolated edges; outputs on the file's grid inside cap and budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import fixative
+from fixative.checks import visibility
+from fixative.optimise.budget import jnd_map, perceptual_budget, to_ycc
+
+from .conftest import DEFAULT_EPS_255
+
+
+def _flat_and_textured(size: int = 128) -> torch.Tensor:
+    """Left half flat mid-grey, right half busy random texture (±40 grey levels)."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.full((3, size, size), 0.5)
+    texture = (torch.rand(1, size, size // 2, generator=g) - 0.5) * 80 / 255
+    image[:, :, size // 2 :] += texture
+    return image.clamp(0, 1)
+
+
+def test_jnd_is_lower_in_flat_areas_than_in_texture():
+    jnd = jnd_map(_flat_and_textured())
+    flat, busy = jnd[:, :, 8:48], jnd[:, :, 80:120]
+    assert float(flat[0].mean()) < 0.5 * float(busy[0].mean())
+    assert float(flat.max()) * 255 <= 1.5 + 1e-4  # flat areas never get more than the flat-field threshold
+
+
+def test_vision_tolerates_more_chroma_than_luminance_change_in_texture():
+    jnd = jnd_map(_flat_and_textured())
+    busy = jnd[:, :, 80:120]
+    assert float(busy[1].mean()) > 1.5 * float(busy[0].mean())
+
+
+def test_isolated_edges_get_no_halo_budget():
+    from fixative.optimise.budget import JndModel
+
+    image = torch.zeros(3, 96, 96)
+    image[:, :, 48:] = 1.0  # one strong edge
+    protected_edge = jnd_map(image)[0, :, 44:52].max()
+    unprotected = jnd_map(image, JndModel(edge_weight=1.0))[0, :, 44:52].max()  # as if it were texture
+    assert float(protected_edge) < 0.25 * float(unprotected)
+
+
+def test_the_budgets_own_flattest_fifth_stays_flat_in_a_busy_image(artwork_path):
+    from PIL import Image
+
+    art = torch.from_numpy(np.asarray(Image.open(artwork_path).convert("RGB").resize((128, 96)))).float()
+    art = art.permute(2, 0, 1) / 255
+    jnd = jnd_map(art)
+    contrast = visibility.local_contrast(art).flatten()
+    flattest = torch.argsort(contrast)[: int(0.15 * contrast.numel())]
+    assert float(jnd[0].flatten()[flattest].max()) * 255 <= 1.5 + 1e-4
+
+
+def test_quantised_outputs_are_on_the_grid_inside_cap_and_budget():
+    art = (_flat_and_textured(64) * 255).round() / 255
+    budget = perceptual_budget(art, 1.0, DEFAULT_EPS_255 / 255)
+    g = torch.Generator().manual_seed(1)
+    wild = (torch.rand(art.shape, generator=g) - 0.5) * 0.3  # far outside the budget on purpose
+    out = budget.quantise(art, budget.project(wild[None], art[None])[0])
+    levels = out * 255
+    assert torch.equal(levels, levels.round())  # whole levels
+    assert float((out - art).abs().max()) * 255 <= DEFAULT_EPS_255 + 1e-4
+    assert not bool(budget.exceeded(art, out).any())
+    ycc = to_ycc(out - art)
+    assert bool((ycc.abs() <= budget.limit + 1e-6).all())
+
+
+def test_a_grey_artwork_gets_a_luminance_only_budget():
+    art = torch.full((3, 32, 32), 0.4)
+    budget = perceptual_budget(art, 1.0, 0.05, grey=True)
+    assert float(budget.limit[1:].abs().max()) == 0.0 and float(budget.limit[0].min()) > 0
+
+
+def test_a_smooth_gradient_gets_no_grain(taef2):
+    """A sky-like smooth gradient protected at the default: RMS change at most 2/255 everywhere."""
+    ramp = torch.linspace(0.25, 0.85, 192)
+    sky = torch.stack([ramp * 0.6, ramp * 0.8, ramp]).unsqueeze(1).expand(3, 128, 192).contiguous()
+    sky = (sky * 255).round() / 255
+    result = fixative.protect(sky, "style", models=[taef2], quality="fast", steps=6)
+    change = (result.rgb - sky) * 255
+    assert float(change.pow(2).mean().sqrt()) <= 2.0
+    assert result.report.perceptual.flat_rms_255 <= 2.0
+    assert result.report.perceptual.jnd_exceed_share == 0.0
+
+
+def test_visibility_figures_can_fail():
+    """The measures see grain when there is some: noise of 6/255 in a flat image."""
+    flat = torch.full((3, 64, 64), 0.5)
+    noisy = (
+        flat + (torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) - 0.5) * 12 / 255
+    ).clamp(0, 1)
+    assert visibility.flat_rms_255(flat, noisy) > 2.0
+    assert visibility.jnd_exceed_share(flat, noisy) > 0.5
+    assert visibility.ms_ssim(torch.rand(3, 200, 200), torch.rand(3, 200, 200)) < 0.5
