@@ -91,7 +91,7 @@ def measure(encoder, goal, original: torch.Tensor, protected: torch.Tensor, tile
     return out
 
 
-def race(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> dict:
+def race(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
     from fixative.optimise import run
     from fixative.presets import quality
 
@@ -102,12 +102,12 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> d
         o = art[None]
         started = time.perf_counter()  # the target counts, as it does inside fixative's run()
         target = goal.features(encoder, o, None if goal.image is None else goal.image[None])
-        result = pgd(art, encoder, target, limit, steps=spec.get("ref_steps", 100))
+        result = pgd(art, encoder, target, budget, steps=spec.get("ref_steps", 100))
         seconds = time.perf_counter() - started
         steps, delta, history = result.steps, result.delta, result.history
     else:
         preset = quality(spec["runner"])
-        result = run(art, [encoder], goal, limit, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
+        result = run(art, [encoder], goal, budget, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
         seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history
     protected = quantised(art + delta)
     out = {
@@ -120,7 +120,7 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> d
     return out
 
 
-def rate(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> dict:
+def rate(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
     """Time optimiser steps; fixative's over at most ``max_tiles`` tiles, the reference on the whole image."""
     from fixative.optimise import loop
 
@@ -129,23 +129,23 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> d
         from .reference import pgd
 
         target = goal.features(encoder, art[None], None if goal.image is None else goal.image[None])
-        result = pgd(art, encoder, target, limit, steps=steps + 1)
+        result = pgd(art, encoder, target, budget, steps=steps + 1)
         per_step = statistics.median(result.step_seconds[1:])  # the first step pays one-off warm-up
         return {"seconds_per_step": per_step, "tiles": 1, "tiles_timed": 1, "extrapolated": False}
     from fixative.optimise.allocator import reuse_freed_memory
 
-    x, limit = art[None], limit[None]
+    x = art[None]
     timings = []
     with reuse_freed_memory():  # as fixative's run() does on a CPU
         problem = sampled_problem(
-            x, limit, encoder, goal, spec.get("tile") or encoder.tile, spec.get("max_tiles")
+            x, budget, encoder, goal, spec.get("tile") or encoder.tile, spec.get("max_tiles")
         )
         total = problem.total
         delta = torch.zeros_like(x)
         for _ in range(steps + 1):  # the first step pays one-off warm-up and is not counted
             t0 = time.perf_counter()
             grad, _ = loop.gradient(problem, delta, lambda v: v)
-            delta = loop.project(delta - 1e-3 * grad.sign(), limit, x)
+            delta = budget.project(delta - 1e-3 * grad.sign(), x)
             timings.append(time.perf_counter() - t0)
     per_step = statistics.median(timings[1:])
     scale = total / len(problem.tiles)
@@ -157,7 +157,7 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, limit: torch.Tensor) -> d
     }
 
 
-def sampled_problem(x, limit, encoder, goal, tile: int, max_tiles: int | None):
+def sampled_problem(x, budget, encoder, goal, tile: int, max_tiles: int | None):
     """fixative's optimisation problem for ``x``, keeping only the first ``max_tiles`` tiles: a step on a
     few tiles of a huge image is timed and extrapolated, with the image-sized buffers still allocated so
     peak memory stays representative."""
@@ -169,7 +169,8 @@ def sampled_problem(x, limit, encoder, goal, tile: int, max_tiles: int | None):
     kept = every[:max_tiles] if max_tiles else every
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, x.device) for t in kept]
     probe = StrengthProbe.build(encoder, goal, x[0], tile_list=kept)
-    problem = loop.Problem(x, limit, kept, weights, [probe], [max(probe.squared_sum(x), 1e-12)], [False])
+    start = [max(probe.squared_sum(x), 1e-12)]
+    problem = loop.Problem(x, budget, kept, weights, [probe], start, [None], [False])
     problem.total = len(every)
     return problem
 
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads((argv or sys.argv[1:])[0])
     threads = _threads()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from fixative.optimise import per_pixel_limit
+    from fixative.optimise import perceptual_budget
     from fixative.plugins import hooks
     from fixative.presets import intensity
     from fixative.targets import TargetRequest, make_target
@@ -187,13 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     encoder = load_encoder(spec["encoder"], spec["models"])
     art = load_artwork(spec["image"], spec["size"])
     goal = make_target(TargetRequest(method=spec.get("method", "style"), artwork=art, seed=0), hooks())
-    budget = intensity("default")
-    # The issue's reference budget (L-inf 8/255) shaped by fixative's texture mask; both runners share it.
-    limit = per_pixel_limit(art, REFERENCE_EPSILON, budget.min_mask)
+    # Fixative's default perceptual budget (1 JND per pixel) under the reference's L-inf 8/255: both share it.
+    budget = perceptual_budget(art, intensity("default").jnd_scale, REFERENCE_EPSILON)
     out = (
-        race(spec, encoder, art, goal, limit)
+        race(spec, encoder, art, goal, budget)
         if spec["mode"] == "race"
-        else rate(spec, encoder, art, goal, limit)
+        else rate(spec, encoder, art, goal, budget)
     )
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     out["wall_seconds"] = time.perf_counter() - started

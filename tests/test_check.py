@@ -131,8 +131,10 @@ def test_html_report_is_valid_and_self_contained(protected_files, tmp_path):
     parser.close()
     assert not parser.errors and not parser.stack
     assert parser.svg == 1
-    # original, protected, amplified difference, what the model sees of each
-    assert len(parser.images) == 5
+    # original, protected, amplified difference, what the model sees of each; the most visible region
+    # zoomed: before, after, change
+    assert len(parser.images) == 8
+    assert "most visible region" in text and "pixels over 1 JND" in text
     for src in parser.images:
         assert src.startswith("data:image/png;base64,")
         picture = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
@@ -381,3 +383,29 @@ def test_noisy_upscaling_runs_with_a_local_upscaler(tmp_path):
     image = torch.rand(3, 64, 48)
     out = noisy_upscale(image, upscaler=folder, steps=2)
     assert out.shape == image.shape and 0 <= float(out.min()) <= float(out.max()) <= 1
+
+
+@pytest.mark.parametrize("method", ["style", "concept", "edit"])
+def test_verdicts_of_genuine_copied_and_noisy_files(method, tmp_path, small_artwork, taef2_path, anchor_path):
+    """A genuine default protection of each method is "protected" (with the original); the clean image and
+    matched noise carrying its metadata never are, with or without the original."""
+    image = small_artwork.copy()
+    image.thumbnail((128, 128))
+    original = tmp_path / "art.png"
+    image.save(original)
+    extra = {"target": str(anchor_path)} if method == "concept" else {}
+    art = load_image(original)
+    result = fixative.protect(art, method, models=[str(taef2_path)], **extra)
+    protected = result.save(tmp_path / "art.protected.png")
+    copied = save_image(image, art, tmp_path / "copied.png", result.metadata)
+    from fixative.checks.null import matched_noise
+
+    noise_rgb = (matched_noise(art.rgb, result.rgb, seed=5) * 255).round() / 255
+    noise_pil = Image.fromarray((noise_rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), "RGB")
+    noisy = save_image(noise_pil, art, tmp_path / "noisy.png", result.metadata)
+    cheap = dict(purifications=[], transfer=False, target=extra.get("target"))  # a user anchor is not embedded
+    assert fixative.check(protected, original=original, **cheap)["verdict"] == "protected"
+    for fake in (copied, noisy):
+        for given in ({"original": original}, {}):
+            said = fixative.check(fake, **given, **cheap)["verdict"]
+            assert not said.startswith("protected"), (fake.name, given, said)

@@ -123,6 +123,7 @@ class StrengthProbe:
     encoder: Callable[[torch.Tensor], torch.Tensor]
     tiles: list[Tile]
     target: list[torch.Tensor]
+    _target_view: list[torch.Tensor] | None = None
 
     @classmethod
     def build(
@@ -156,3 +157,26 @@ class StrengthProbe:
         """(strength, distance before, distance after) of ``protected`` against ``original``."""
         p, o = self.features(protected), self.features(original)
         return strength(p, o, self.target), distance(o, self.target), distance(p, self.target)
+
+    @property
+    def sees(self) -> bool:
+        """Whether the encoder has a decoder, so what the model sees can be measured."""
+        return bool(getattr(self.encoder, "has_decoder", False))
+
+    @torch.no_grad()
+    def view(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """What the model sees of each tile: the decoder's picture of its latents."""
+        return [self.encoder.decode(z) for z in self.features(images)]
+
+    def target_view(self) -> list[torch.Tensor]:
+        if self._target_view is None:
+            with torch.no_grad():
+                self._target_view = [self.encoder.decode(z) for z in self.target]
+        return self._target_view
+
+    def decoded_share(self, protected: torch.Tensor, original: torch.Tensor) -> float | None:
+        """How far what the model sees moved toward the target's picture:
+        ``1 - MSE(dec(E(p)), dec(z_t)) / MSE(dec(E(o)), dec(z_t))`` (None without a decoder)."""
+        if not self.sees:
+            return None
+        return strength(self.view(protected), self.view(original), self.target_view())

@@ -79,7 +79,9 @@ class ProtectOptions(BaseModel):
     style: str | None = option(
         None, "style cloak: built-in style (charcoal, pop, mosaic) or an img2img prompt", hosts=(CLI, SERVER)
     )
-    pattern: str | None = option(None, "edit shield target: grey or pattern (default)", hosts=(CLI, SERVER))
+    pattern: str | None = option(
+        None, "edit shield target: grey (default, as PhotoGuard) or pattern", hosts=(CLI, SERVER)
+    )
     pipeline: str | None = option(
         None, "local diffusers pipeline folder for img2img/text2img targets", hosts=(CLI, SERVER)
     )
@@ -92,8 +94,12 @@ class ProtectOptions(BaseModel):
     lpips_weight: float | None = option(
         None, "weight of the LPIPS penalty (needs LPIPS's weights on this machine)", hosts=(SERVER,), ge=0
     )
+    jnd_scale: float | None = option(
+        None, "per-pixel budget in just-noticeable differences (default: the intensity's)",
+        hosts=(CLI, SERVER), gt=0, le=8,
+    )  # fmt: skip
     texture_aware: bool = option(
-        True, "shape the budget by the artwork (flat areas get less)", hosts=(SERVER,)
+        True, "shape the budget by a visual model (flat areas get least); off: the cap alone", hosts=(SERVER,)
     )
     tile: int | None = option(
         None, "tile size in pixels: memory is bounded by it (default per model)", hosts=(CLI, SERVER), ge=64

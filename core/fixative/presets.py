@@ -12,10 +12,10 @@ from .errors import BadParameterError
 
 @dataclass(frozen=True)
 class Intensity:
-    """How much each pixel may change."""
+    """How much each pixel may change: a multiple of the just-noticeable difference, under a hard cap."""
 
-    epsilon: float  # L-infinity bound, in 0..1 units (hard limit)
-    min_mask: float  # share of epsilon left to the flattest areas (texture-aware mask)
+    jnd_scale: float  # per-pixel budget in JNDs of the perceptual model (optimise.budget)
+    epsilon: float  # hard L-infinity cap of every RGB channel, in 0..1 units
     lpips_budget: float  # LPIPS distance allowed before the penalty starts (Glaze style)
     lpips_weight: float  # weight of that penalty (0 disables it)
 
@@ -34,12 +34,15 @@ class Quality:
     eot_start: int = 0  # clean steps before the first purified one: converge first, then harden
     harden_step: float | None = None  # if set, the steps from eot_start decay anew from this share of epsilon
     random_start: float = 0.1  # uniform random start, as a share of the limit (makes the seed matter)
+    view_weight: float = (
+        0.0  # weight of the loss on what the model sees (its decoder's picture), when it has one
+    )
 
 
 INTENSITIES: dict[str, Intensity] = {
-    "low": Intensity(epsilon=4 / 255, min_mask=0.5, lpips_budget=0.03, lpips_weight=0.0),
-    "default": Intensity(epsilon=10 / 255, min_mask=0.5, lpips_budget=0.05, lpips_weight=0.0),
-    "high": Intensity(epsilon=16 / 255, min_mask=0.5, lpips_budget=0.10, lpips_weight=0.0),
+    "low": Intensity(jnd_scale=0.5, epsilon=6 / 255, lpips_budget=0.03, lpips_weight=0.0),
+    "default": Intensity(jnd_scale=1.0, epsilon=12 / 255, lpips_budget=0.05, lpips_weight=0.0),
+    "high": Intensity(jnd_scale=2.0, epsilon=20 / 255, lpips_budget=0.10, lpips_weight=0.0),
 }
 
 QUALITIES: dict[str, Quality] = {
@@ -48,6 +51,10 @@ QUALITIES: dict[str, Quality] = {
     # `default` converges clean for 12 steps (their own 0.5 -> 0.05 decay), then hardens for 8 steps from
     # 0.25·ε with EOT on every 2nd: after 20 steps within ~0.01 of EOT on every 4th step throughout, in
     # strength and robustness, but it reaches a given clean strength in 2-5 fewer steps.
+    # `view_weight` 2 (default, slow) also pulls what the decoder makes of the latents toward its picture of
+    # the target: on the shared artworks at 256² (taef2) the decoded share goes from 0.04-0.07 to ~0.34
+    # (style), ~0 to ~0.24 (concept), ~0.02 to ~0.30 (edit, grey target) for about half the latent strength;
+    # weight 4 gained little more (bench/efficacy.py). `fast` moves the latents only.
     "fast": Quality(steps=10, eot_samples=0, step_size=0.5, early_stop=0.97),
     "default": Quality(
         steps=20,
@@ -57,8 +64,11 @@ QUALITIES: dict[str, Quality] = {
         eot_every=2,
         eot_start=12,
         harden_step=0.25,
+        view_weight=2.0,
     ),
-    "slow": Quality(steps=40, eot_samples=1, step_size=0.5, early_stop=0.99, final_step=0.03),
+    "slow": Quality(
+        steps=40, eot_samples=1, step_size=0.5, early_stop=0.99, final_step=0.03, view_weight=2.0
+    ),
 }
 
 

@@ -19,6 +19,7 @@ import torch
 from .. import features
 from ..checks import estimate, purify
 from ..checks.measures import feature_shift, model_view, perceptual
+from ..checks.null import matched_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import Visuals, thresholds, verdict
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
@@ -26,8 +27,9 @@ from ..load import Artwork, to_artwork
 from ..models import Encoder, find_models, load_encoders
 from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
-from ..targets import Target, TargetRequest, rebuild_target
+from ..targets import Target, TargetRequest, make_target, rebuild_target
 from ..version import __version__
+from .protect import DEFINITIONS, strength_row
 
 
 @dataclass
@@ -50,7 +52,7 @@ def check(
     fast: bool = False,
     target=None,
     pipeline: str | None = None,
-    impress_steps: int = 20,
+    impress_steps: int = 50,
     transfer: bool | None = None,
     purifications: list[purify.Purification] | None = None,
     json_path: str | Path | None = None,
@@ -90,7 +92,7 @@ def run_check(
     target_image=None,
     pipeline: str | None = None,
     purifications: list[purify.Purification] | None = None,
-    impress_steps: int = 20,
+    impress_steps: int = 50,
     transfer: bool | None = None,
     tile: int = features.DEFAULT_TILE,
 ) -> tuple[CheckReport, Visuals]:
@@ -102,7 +104,8 @@ def run_check(
     goal, target_info = target_of(given, target_image, pipeline, primary[0].device)  # 3
     reference = given.orig.rgb if given.exact else given.art.rgb
     probes = [features.StrengthProbe.build(e, goal, reference, tile) for e in primary] if goal else []
-    p, o = given.art.rgb, original_or_estimate(given, probes)  # 4
+    found = detect(given, probes, primary[0].device, tile) if probes and not given.exact else None  # 4
+    p, o = given.art.rgb, original_or_estimate(given, probes)
     rows = strength_rows(primary, probes, p, o, given, tile)  # 5
     strengths = [r.strength for r in rows if r.strength is not None]
     strength = min(strengths) if strengths else None
@@ -117,7 +120,11 @@ def run_check(
     visuals = pictures(given, primary, device, notes) if not fast else Visuals(None, p)  # 9
     if given.exact and visuals.original is None:
         visuals.original = given.orig.rgb
-    said, reason = verdict(strength, purified, given.exact)  # 10
+    missing = tuple(r.purification for r in purified if r.skipped)
+    nulls = [r.noise_strength for r in rows if r.noise_strength is not None]
+    said, reason = verdict(  # 10
+        strength, purified, given.exact, found.detected if found else None, max(nulls, default=None), missing
+    )
     report = CheckReport(
         fixative=__version__,
         file=given.art.source,
@@ -138,6 +145,9 @@ def run_check(
         model_sees=visuals.decoder_name,
         notes=notes,
         seconds=round(time.perf_counter() - started, 3),
+        not_measured=list(missing),
+        estimate=None if found is None else {**found.to_dict(), "uncertainty": estimate.ESTIMATE_ERROR},
+        definitions=DEFINITIONS,
     )
     return report, visuals
 
@@ -227,10 +237,30 @@ def target_of(given: _Inputs, target_image, pipeline, device) -> tuple[Target | 
             )
     else:
         given.notes.append(
-            "no original given: the original was estimated; strengths are estimates (verdict asks for a "
-            "margin)"
+            "no original given: strengths are estimates from a stand-in original, and a verdict needs the "
+            "protection to show in the pixels (see estimate)"
         )
     return goal, info
+
+
+def detect(given: _Inputs, probes: list, device, tile: int) -> estimate.Detection:
+    """Whether the pixels carry a protection toward the recorded target, against decoy targets (the
+    built-in styles and patterns other than the recorded one), with the first encoder."""
+    recorded = (given.meta or {}).get("target") or {}
+    decoys = {}
+    for method, option, names in (
+        ("style", "style", ("charcoal", "pop", "mosaic")),
+        ("edit", "pattern", ("grey", "pattern")),
+    ):
+        for name in names:
+            if (recorded.get("details") or {}).get(option) == name:
+                continue
+            request = TargetRequest(method=method, artwork=given.art.rgb, device=device, **{option: name})
+            decoy = make_target(request, hooks())
+            decoys[f"{method}:{name}"] = features.StrengthProbe.build(
+                probes[0].encoder, decoy, given.art.rgb, tile
+            )
+    return estimate.detection(given.art.rgb, probes[0], decoys)
 
 
 def original_or_estimate(given: _Inputs, probes: list) -> torch.Tensor | None:
@@ -238,21 +268,29 @@ def original_or_estimate(given: _Inputs, probes: list) -> torch.Tensor | None:
         return given.orig.rgb
     if not probes:
         return None
-    epsilon = float(((given.meta or {}).get("budget") or {}).get("epsilon_255", 8)) / 255
-    return estimate.estimate_original(given.art.rgb, probes, epsilon)
+    budget = (given.meta or {}).get("budget") or {}
+    cap = float(budget.get("epsilon_255", 8)) / 255
+    return estimate.estimate_original(given.art.rgb, probes, float(budget.get("jnd_scale", 1.0)), cap)
 
 
 def strength_rows(primary, probes, p, o, given: _Inputs, tile: int) -> list[EncoderStrength]:
+    """Per encoder: strength and decoded share; with the original, matched noise beside each."""
     rows = []
+    noise = None if not given.exact else (matched_noise(o, p, seed=1) * 255).round() / 255
     for encoder, probe in zip(primary, probes or [None] * len(primary), strict=True):
-        row = EncoderStrength(name=encoder.name, family=encoder.family, strength=None, source=encoder.source)
-        if probe is not None:
+        if probe is None:
+            row = EncoderStrength(name=encoder.name, family=encoder.family, strength=None)
+        elif noise is not None:
+            row = strength_row(probe, o, p, noise)
+        else:
             s, before, after = probe.strength(p, o)
-            row.strength, row.distance_before, row.distance_after = (
-                round(s, 4),
-                round(before, 5),
-                round(after, 5),
-            )
+            share = probe.decoded_share(p, o)
+            row = EncoderStrength(
+                name=encoder.name, family=encoder.family, strength=round(s, 4),
+                distance_before=round(before, 5), distance_after=round(after, 5),
+                decoded_share=None if share is None else round(share, 4),
+            )  # fmt: skip
+        row.source = encoder.source
         if given.exact:
             row.feature_shift = round(feature_shift(encoder, given.orig.rgb, p, tile), 5)
         rows.append(row)

@@ -1,7 +1,7 @@
 """``protect``: one image through the data path, as numbered steps that each call one stage.
 
 1. check the inputs (the options schema)  2. load the artwork  3. load the encoders  4. the budget
-5. the target  6. optimise  7. quantise  8. measure and report
+5. the target  6. optimise  7. quantise  8. measure and report  9. transfer to other families found here
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import torch
 from PIL import Image
 
 from ..checks.measures import perceptual
-from ..errors import BadParameterError
+from ..checks.null import matched_noise, times_noise
+from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
 from ..load import Artwork, load_image, to_artwork
-from ..models import Encoder, ModelEntry, load_encoders
-from ..optimise import eot, per_pixel_limit, run
+from ..models import Encoder, ModelEntry, find_models, load_encoders
+from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult
 from ..options import ProtectOptions, output_path_for
 from ..plugins import hooks
@@ -33,6 +34,16 @@ from ..targets import Target, TargetRequest, make_target
 from ..version import __version__
 
 ProgressFn = Callable[[int, int, dict], None]
+DEFINITIONS = {
+    "strength": "1 - D(protected, target) / D(original, target), D the mean squared distance of the "
+    "encoder's latents (squared, not plain, distances)",
+    "decoded_share": "1 - MSE(dec(E(protected)), dec(target latents)) / MSE(dec(E(original)), dec(target "
+    "latents)) through the encoder's own decoder: how far what the model sees moved",
+    "noise": "matched noise: the original plus the same per-pixel |change| with random signs; vs_noise is "
+    "strength / noise strength",
+    "flat_rms_255": "RMS change (RGB, 0..255) in the flattest 15 % of the image (7x7 luminance contrast)",
+    "jnd_exceed_share": "share of pixels whose Y, Cb or Cr change exceeds one JND of fixative's visual model",
+}
 DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
@@ -77,17 +88,20 @@ def protect(
     )
     preset, effort = presets_for(opts)  # 3 (with the encoders above)
     user_mask = mask_for(mask, artwork)
-    limit = per_pixel_limit(artwork.rgb, preset.epsilon, preset.min_mask, user_mask, opts.texture_aware)  # 4
+    budget = perceptual_budget(  # 4
+        artwork.rgb, preset.jnd_scale, preset.epsilon, user_mask, opts.texture_aware, grey=artwork.grey
+    )
     goal = target_for(artwork, opts, target, encoders[0].device)  # 5
     tile = tile_for(opts, encoders)
     weight = preset.lpips_weight if opts.lpips_weight is None else opts.lpips_weight
     optimised = run(  # 6
-        artwork.rgb, encoders, goal, limit, effort, seed=opts.seed, optimizer=opts.optimizer,
+        artwork.rgb, encoders, goal, budget, effort, seed=opts.seed, optimizer=opts.optimizer,
         lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
     )  # fmt: skip
-    pil, protected = quantise(artwork, optimised.delta, preset.epsilon)  # 7
+    pil, protected = quantise(artwork, optimised.delta, budget)  # 7
     report = make_report(artwork, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
+    report.transfer = transfer(artwork.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9
     return ProtectResult(pil, artwork, protected, report, metadata_for(report, encoders, goal, opts, artwork))
 
 
@@ -117,6 +131,8 @@ def presets_for(opts: ProtectOptions) -> tuple[Intensity, Quality]:
     preset, effort = intensity_preset(opts.intensity), quality_preset(opts.quality)
     if opts.epsilon is not None:
         preset = dataclasses.replace(preset, epsilon=opts.epsilon)
+    if opts.jnd_scale is not None:
+        preset = dataclasses.replace(preset, jnd_scale=opts.jnd_scale)
     if opts.steps is not None:
         clean = round(effort.eot_start * opts.steps / effort.steps) if effort.steps else 0  # same clean share
         effort = dataclasses.replace(effort, steps=opts.steps, eot_start=clean)
@@ -158,28 +174,75 @@ def tile_for(opts: ProtectOptions, encoders: list) -> int:
     return opts.tile or min(getattr(e, "tile", 512) for e in encoders)
 
 
-def quantise(artwork: Artwork, delta: torch.Tensor, epsilon: float) -> tuple[Image.Image, torch.Tensor]:
-    """The protected image in the artwork's own mode and bit depth, and its pixels as they were written."""
-    pil = to_pil(artwork, artwork.rgb + delta, epsilon=epsilon)
-    if artwork.bits == 16:
-        return pil, (artwork.rgb + delta).clamp(0, 1)
-    return pil, to_artwork(pil.convert("RGB")).rgb
+def quantise(
+    artwork: Artwork, delta: torch.Tensor, budget: PerceptualBudget
+) -> tuple[Image.Image, torch.Tensor]:
+    """The protected image in the artwork's own mode and bit depth, and its pixels exactly as written:
+    whole levels of the file, inside the cap and the budget (rounding never pushes a pixel past them)."""
+    levels = 65535 if artwork.bits == 16 else 255
+    protected = budget.quantise(artwork.rgb, delta.to(artwork.rgb), levels)
+    return to_pil(artwork, protected), protected
 
 
 def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list:
-    """Per encoder: feature distance to the target before/after, and the strength."""
-    rows = []
-    for encoder in encoders:
-        s, before, after = StrengthProbe.build(encoder, goal, original, tile).strength(protected, original)
-        rows.append(
-            EncoderStrength(
-                name=encoder.name,
-                family=encoder.family,
-                strength=round(s, 4),
-                distance_before=round(before, 5),
-                distance_after=round(after, 5),
-            )
-        )
+    """Per encoder: strength and what the model sees (decoded share), each beside matched noise."""
+    noise = matched_noise(original, protected, seed=1)
+    noise = (noise * 255).round() / 255  # on the 8-bit grid, as a file of it would be
+    return [
+        strength_row(StrengthProbe.build(e, goal, original, tile), original, protected, noise)
+        for e in encoders
+    ]
+
+
+def strength_row(probe: StrengthProbe, original, protected, noise) -> EncoderStrength:
+    s, before, after = probe.strength(protected, original)
+    null = probe.strength(noise, original)[0]
+    share = probe.decoded_share(protected, original)
+    null_share = probe.decoded_share(noise, original)
+    encoder = probe.encoder
+    return EncoderStrength(
+        name=encoder.name,
+        family=encoder.family,
+        strength=round(s, 4),
+        distance_before=round(before, 5),
+        distance_after=round(after, 5),
+        noise_strength=round(null, 4),
+        vs_noise=times_noise(s, null),
+        decoded_share=None if share is None else round(share, 4),
+        noise_decoded_share=None if null_share is None else round(null_share, 4),
+    )
+
+
+def transfer(
+    original: torch.Tensor,
+    protected: torch.Tensor,
+    encoders: list,
+    goal,
+    opts: ProtectOptions,
+    tile: int,
+    notes: list[str],
+) -> list[EncoderStrength]:
+    """Strength on the tiny encoders of other families found on this machine (protection made for one
+    family only partly carries over to another), and a note offering the ensemble."""
+    used = {e.family for e in encoders}
+    others: dict[str, ModelEntry] = {}
+    for entry in find_models(hooks()):
+        if entry.family not in used and entry.kind == "tiny":
+            others.setdefault(entry.family, entry)
+    if not others:
+        return []
+    try:
+        extra = load_encoders(list(others.values()), hooks(), device=encoders[0].device, dtype=opts.dtype)
+    except FixativeError as exc:
+        notes.append(f"transfer to {', '.join(others)} not measured: {exc}")
+        return []
+    rows = measure(original, protected, extra, goal, tile)
+    named = ",".join([e.family for e in encoders] + list(others))
+    measured = ", ".join(f"{r.family} {r.strength:.2f} ({r.vs_noise}x noise)" for r in rows)
+    notes.append(
+        f"protected against {', '.join(sorted(used))} as measured; also found {', '.join(others)}, "
+        f"where this file reaches {measured}. To protect against all of them: --models {named}"
+    )
     return rows
 
 
@@ -206,8 +269,9 @@ def make_report(
         quality=opts.quality,
         budget={
             "epsilon_255": round(preset.epsilon * 255, 3),
+            "jnd_scale": preset.jnd_scale,
+            "model": "jnd" if opts.texture_aware else "uniform",
             "texture_aware": opts.texture_aware,
-            "min_mask": preset.min_mask,
         },
         encoders=rows,
         strength=min(r.strength for r in rows),
@@ -221,6 +285,7 @@ def make_report(
         options=opts.recorded(),
         eot=eot.summary(optimised.draws),
         notes=list(artwork.notes),
+        definitions=DEFINITIONS,
     )
     if report.perceptual.lpips is None:
         report.notes.append("LPIPS not measured: its AlexNet weights are not on this machine")

@@ -7,10 +7,16 @@ from dataclasses import dataclass
 import torch
 
 from ..reports import Purified
+from .estimate import ESTIMATE_ERROR
 
-PROTECTED_STRENGTH = 0.30  # strength on every protecting encoder needed to call a file protected
-SURVIVES_STRENGTH = 0.15  # strength left after a purification for the protection to count as surviving it
-ESTIMATE_MARGIN = 0.10  # extra strength asked of an estimate (no original): it runs slightly high
+# Justified by the null: matched noise (the same per-pixel |change| with random signs) scores 0.01-0.02 on
+# the shared images at the default budget with taef2 (bench/efficacy.py, "noise" column).
+PROTECTED_STRENGTH = 0.12  # strength on every protecting encoder needed to call "protected" (>= 6x noise)
+SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as surviving it (half the above)
+ESTIMATE_MARGIN = 0.10  # extra strength asked of an estimate (no original): its typical error
+# A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
+# that plain noise already moves toward) cannot pass noise off as protection.
+NOISE_MULTIPLE = 3.0
 
 
 @dataclass
@@ -24,23 +30,50 @@ class Visuals:
     decoder_name: str | None = None
 
 
-def verdict(strength: float | None, robustness: list[Purified], exact: bool) -> tuple[str, str]:
-    """("protected" | "weakened by X" | "not protected" | "not measured", the reason in words)."""
+def verdict(
+    strength: float | None,
+    robustness: list[Purified],
+    exact: bool,
+    detected: bool | None = None,
+    noise_strength: float | None = None,
+    not_measured: tuple[str, ...] = (),
+) -> tuple[str, str]:
+    """("protected[; not measured against ...]" | "weakened by X" | "not protected" | "cannot tell (estimate
+    only)" | "not measured", the reason in words). Without the original, only a file whose pixels show the
+    protection (``estimate.detection``) can be called protected; copied metadata proves nothing."""
     if strength is None:
         return "not measured", "the strength could not be measured (see notes)"
+    if not exact and not detected:
+        return "cannot tell (estimate only)", (
+            f"without the original the strength can only be estimated ({strength:.2f} ± "
+            f"{ESTIMATE_ERROR:.2f}), "
+            "and the pixels show no protection toward the recorded target (metadata can be copied onto any "
+            "image); give --original to measure it"
+        )
     needed = PROTECTED_STRENGTH + (0 if exact else ESTIMATE_MARGIN)
     if strength < needed:
         return "not protected", f"strength {strength:.2f} is below {needed:.2f}"
+    if noise_strength is not None and strength < NOISE_MULTIPLE * max(noise_strength, 0.0):
+        return "not protected", (
+            f"strength {strength:.2f} is less than {NOISE_MULTIPLE:g}x what matched noise scores "
+            f"({noise_strength:.2f})"
+        )
     measured = [r for r in robustness if r.strength is not None]
     broken = sorted((r for r in measured if r.strength < SURVIVES_STRENGTH), key=lambda r: r.strength)
+    estimated = "" if exact else " (estimated)"
     if broken:
         worst = broken[0]
         return (
-            f"weakened by {worst.purification}",
+            f"weakened by {worst.purification}{estimated}",
             f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
             f"{SURVIVES_STRENGTH:.2f} (worst: {worst.purification}, {worst.strength:.2f})",
         )
-    return "protected", (
+    said = (
+        "protected"
+        + estimated
+        + (f"; not measured against {', '.join(not_measured)}" if not_measured else "")
+    )
+    return said, (
         f"strength {strength:.2f} (>= {needed:.2f}) and at least {SURVIVES_STRENGTH:.2f} "
         f"left after each of {len(measured)} purification(s)"
     )

@@ -20,7 +20,7 @@ from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, StrengthProbe, Tile, tile_
 from ..presets import Quality
 from . import eot
 from .allocator import reuse_freed_memory
-from .budget import lpips_distance, project
+from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance, to_rgb
 
 ProgressFn = Callable[[int, int, dict], None]
 CancelFn = Callable[[], bool]
@@ -41,11 +41,12 @@ class Problem:
     """One image's optimisation: its tiles, their blend weights, one strength probe per encoder."""
 
     images: torch.Tensor  # (1, 3, H, W)
-    limit: torch.Tensor  # (1, 1 or 3, H, W): the per-pixel budget
+    budget: PerceptualBudget
     tiles: list[Tile]
     weights: list[torch.Tensor]
     probes: list[StrengthProbe]  # per encoder: target features of every tile
     start: list[float]  # summed squared distance original -> target, per encoder
+    view_start: list[float | None] = field(default_factory=list)  # the same for what the model sees
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
 
 
@@ -77,15 +78,27 @@ def balanced_tile(height: int, width: int, tile: int, overlap: int = DEFAULT_OVE
     return min(tile, best)
 
 
-def prepare(images: torch.Tensor, limit: torch.Tensor, encoders, goal, tile: int) -> Problem:
-    """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W)."""
+def prepare(
+    images: torch.Tensor, budget: PerceptualBudget, encoders, goal, tile: int, view_weight: float = 0.0
+) -> Problem:
+    """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W); with
+    ``view_weight``, also what each encoder that has a decoder sees of the target."""
+    layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
     tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
     start = [max(p.squared_sum(images), 1e-12) for p in probes]
-    layouts = [_channels_last(encoder) for encoder in encoders]
-    return Problem(images, limit, tile_list, weights, probes, start, layouts)
+    view_start = [view_distance(p, images) if view_weight > 0 and p.sees else None for p in probes]
+    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts)
+
+
+def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
+    """Summed squared distance of what the model sees of ``images`` to its picture of the target."""
+    seen = probe.view(images)
+    return max(
+        sum(float((a - b).pow(2).sum()) for a, b in zip(seen, probe.target_view(), strict=True)), 1e-12
+    )
 
 
 def gradient(
@@ -95,8 +108,13 @@ def gradient(
     lpips_weight: float = 0.0,
     lpips_budget: float = 0.0,
     cancel: CancelFn | None = None,
+    view_weight: float = 0.0,
 ) -> tuple[torch.Tensor, list[float]]:
-    """The blended gradient of the normalised feature loss, and each encoder's strength estimate."""
+    """The blended gradient of the normalised loss, and each encoder's strength estimate.
+
+    The loss pulls each encoder's latents toward the target's and, with ``view_weight``, what its decoder
+    makes of them toward its picture of the target: latent directions the decoder ignores then count for
+    nothing, so what the model sees moves too."""
     grad = torch.zeros_like(delta)
     norm = torch.zeros_like(problem.images[:, :1])
     sq = [0.0] * len(problem.probes)
@@ -110,9 +128,14 @@ def gradient(
         loss = x.new_zeros(())
         for e, probe in enumerate(problem.probes):
             fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
-            term = (probe.encoder(fed) - probe.target[k]).pow(2).sum()
+            latents = probe.encoder(fed)
+            term = (latents - probe.target[k]).pow(2).sum()
             sq[e] += float(term.detach())
             loss = loss + term / problem.start[e]
+            if view_weight > 0 and problem.view_start[e] is not None:
+                seen_by_model = probe.encoder.decode(latents)
+                view = (seen_by_model - probe.target_view()[k]).pow(2).sum()
+                loss = loss + view_weight * view / problem.view_start[e]
         if lpips_weight > 0:
             dist = lpips_distance(x, original)
             if dist is not None:
@@ -125,19 +148,18 @@ def gradient(
 
 @dataclass
 class Schedule:
-    """Step sizes and which steps purify, from a ``Quality`` preset and the budget's largest value.
+    """Step sizes (shares of each pixel's own limit) and which steps purify, from a ``Quality`` preset.
 
-    Geometric decay from ``step_size`` to ``final_step`` (shares of epsilon): move, then refine. With
-    ``harden_step`` the clean steps before ``eot_start`` decay on their own (as a short clean run would),
-    then the purified hardening steps decay again from ``harden_step``.
+    Geometric decay from ``step_size`` to ``final_step``: move, then refine. With ``harden_step`` the clean
+    steps before ``eot_start`` decay on their own (as a short clean run would), then the purified
+    hardening steps decay again from ``harden_step``.
     """
 
     quality: Quality
-    epsilon: float
 
     def _decay(self, first: float, i: int, n: int) -> float:
         last = min(self.quality.final_step, first)
-        return self.epsilon * first * (last / first) ** (i / max(1, n - 1))
+        return first * (last / first) ** (i / max(1, n - 1))
 
     def step(self, i: int) -> float:
         q, n = self.quality, self.quality.steps
@@ -156,7 +178,7 @@ def run(
     images: torch.Tensor,
     encoders: list,
     goal,
-    limit: torch.Tensor,
+    budget: PerceptualBudget,
     quality: Quality,
     *,
     seed: int = 0,
@@ -168,77 +190,88 @@ def run(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> OptimiseResult:
-    """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once.
+    """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once, inside ``budget``.
 
-    ``limit`` is the per-pixel budget (1 or 3, H, W). ``stop_at`` overrides the preset's early-stop
-    strength (the benchmarks use it to time how long reaching a given strength takes).
+    ``stop_at`` overrides the preset's early-stop strength (the benchmarks use it to time how long
+    reaching a given strength takes).
     """
     if optimizer not in ("pgd", "adam"):
         raise BadParameterError(f"unknown optimizer {optimizer!r}; use pgd or adam")
     started = time.perf_counter()
     device = encoders[0].device
     x = images[None].to(device).float()
-    limit = limit[None].to(device).float()
+    budget = budget.to(device)
     generator = torch.Generator().manual_seed(seed)
-    schedule = Schedule(quality, float(limit.max()))
-    stop = quality.early_stop if stop_at is None else stop_at
-    history: list[float] = []
-    draws: list[eot.Draw] = []
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
     with reuse_freed_memory(device.type == "cpu"):
-        delta = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * limit * quality.random_start
-        delta = project(delta, limit, x)
-        problem = prepare(x, limit, encoders, goal, tile)
-        opt = (
-            torch.optim.Adam([delta], lr=quality.step_size * schedule.epsilon)
-            if optimizer == "adam"
-            else None
+        start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * quality.random_start
+        delta = budget.project(to_rgb(start * budget.limit), x)  # small and seeded: the seed matters
+        problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
+        descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget)
+        delta, early = descent.run(
+            delta, quality.early_stop if stop_at is None else stop_at, progress, cancel
         )
-        velocity = torch.zeros_like(delta)
-        early = False
-        for i in range(quality.steps):
-            drawn = [eot.draw(generator) for _ in range(quality.eot_samples)] if schedule.purifies(i) else []
-            draws.extend(drawn)
-            grad, estimate = _gradient(problem, delta, drawn, lpips_weight, lpips_budget, cancel)
-            if estimate >= stop:
-                history.append(estimate)
-                early = True
-                break
-            with torch.no_grad():
-                _step(delta, grad, velocity, opt, schedule.step(i), quality.momentum)
-                delta.copy_(project(delta, limit, x))
-            history.append(estimate)
-            if progress is not None:
-                progress(i + 1, quality.steps, {"phase": "optimise", "strength": estimate})
     return OptimiseResult(
         delta=delta.detach()[0].cpu(),
-        steps=len(history) - (1 if early else 0),
+        steps=len(descent.history) - (1 if early else 0),
         seconds=time.perf_counter() - started,
         stopped_early=early,
-        history=history,
-        draws=draws,
+        history=descent.history,
+        draws=descent.draws,
     )
 
 
-def _gradient(problem, delta, drawn, lpips_weight, lpips_budget, cancel) -> tuple[torch.Tensor, float]:
-    """Summed gradient over the drawn purifications (one clean pass when none), and the strength estimate
-    of the first pass (exact on a clean step, so early stop can trust it)."""
-    grad, estimate = torch.zeros_like(delta), None
-    for transform in drawn or [eot.CLEAN]:
-        g, strengths = gradient(problem, delta, transform, lpips_weight, lpips_budget, cancel)
-        grad += g
-        estimate = min(strengths) if estimate is None else estimate
-    return grad, float(estimate)
+class Descent:
+    """The steps themselves: gradient (clean or through drawn purifications), momentum, step, projection."""
 
+    def __init__(self, problem: Problem, quality: Quality, optimizer, generator, lpips_weight, lpips_budget):
+        self.problem, self.quality, self.generator = problem, quality, generator
+        self.schedule = Schedule(quality)
+        self.optimizer = optimizer
+        self.lpips = (lpips_weight, lpips_budget)
+        self.history: list[float] = []
+        self.draws: list[eot.Draw] = []
 
-def _step(delta, grad, velocity, opt, size: float, momentum: float) -> None:
-    if opt is None:
-        # Momentum on the mean-normalised gradient (MI-FGSM): steadier signs, so the decaying steps keep
-        # refining instead of oscillating; measured ~2x fewer steps to a strength.
-        velocity.mul_(momentum).add_(grad / grad.abs().mean().clamp_min(1e-20))
-        delta -= size * velocity.sign()
-        return
-    for group in opt.param_groups:
-        group["lr"] = size
-    delta.grad = grad
-    opt.step()
+    def run(self, delta: torch.Tensor, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
+        budget, x = self.problem.budget, self.problem.images
+        adam = None
+        if self.optimizer == "adam":
+            adam = torch.optim.Adam([delta], lr=self.quality.step_size * budget.cap)
+        velocity = torch.zeros_like(delta)
+        for i in range(self.quality.steps):
+            purifies = self.schedule.purifies(i)
+            drawn = [eot.draw(self.generator) for _ in range(self.quality.eot_samples)] if purifies else []
+            self.draws.extend(drawn)
+            grad, estimate = self.gradient(delta, drawn, cancel)
+            self.history.append(estimate)
+            if estimate >= stop:
+                return delta, True
+            with torch.no_grad():
+                share = self.schedule.step(i)
+                if adam is None:
+                    # Momentum on the mean-normalised gradient (MI-FGSM), in YCbCr: steadier signs, so the
+                    # decaying steps keep refining instead of oscillating (~2x fewer steps to a strength).
+                    ycc = gradient_in_ycc(grad)
+                    velocity.mul_(self.quality.momentum).add_(ycc / ycc.abs().mean().clamp_min(1e-20))
+                    delta = budget.project(budget.step(delta, velocity, share), x)
+                else:  # Adam steps its own parameter tensor in place: keep that very tensor
+                    for group in adam.param_groups:
+                        group["lr"] = share * budget.cap
+                    delta.grad = grad
+                    adam.step()
+                    delta.copy_(budget.project(delta, x))
+            if progress is not None:
+                progress(i + 1, self.quality.steps, {"phase": "optimise", "strength": estimate})
+        return delta, False
+
+    def gradient(self, delta, drawn, cancel) -> tuple[torch.Tensor, float]:
+        """Summed gradient over the drawn purifications (one clean pass when none), and the strength
+        estimate of the first pass (exact on a clean step, so early stop can trust it)."""
+        grad, estimate = torch.zeros_like(delta), None
+        for transform in drawn or [eot.CLEAN]:
+            g, strengths = gradient(
+                self.problem, delta, transform, *self.lpips, cancel, view_weight=self.quality.view_weight
+            )
+            grad += g
+            estimate = min(strengths) if estimate is None else estimate
+        return grad, float(estimate)

@@ -230,7 +230,7 @@ class EditTarget(Maker):
             return Target(
                 "edit", "image", "user target image", image=fit_to(request.image, h, w), needs="image"
             )
-        name = request.pattern or "pattern"
+        name = request.pattern or "grey"
         if name not in PATTERNS:
             raise BadParameterError(f"unknown edit target {name!r}; choose one of: {', '.join(PATTERNS)}")
         return Target("edit", name, f"built-in {name}", image=PATTERNS[name](h, w), details={"pattern": name})

@@ -72,7 +72,7 @@ def register(subparsers) -> None:
     )
     c.add_argument("--fast", action="store_true", help="quick subset (what protect --verify runs)")
     c.add_argument(
-        "--impress-steps", type=int, default=20, help="steps of the IMPRESS purification (default 20)"
+        "--impress-steps", type=int, default=50, help="steps of the IMPRESS purification (default 50)"
     )
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
