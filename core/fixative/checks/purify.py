@@ -23,6 +23,7 @@ from kornia.filters import gaussian_blur2d
 from PIL import Image
 
 from ..errors import FixativeError
+from ..optimise import eot
 
 Images = torch.Tensor
 
@@ -99,6 +100,29 @@ def noise_then_bicubic(images: Images, std: float = 0.04, scale: float = 0.5, se
         antialias=True,
     )
     return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+@_batched
+def crop_resize(images: Images, share: float = 0.1) -> Images:
+    """Crop ``share`` of each side's length away (half from each edge) and resize back to the full size
+    (Pillow bicubic), as re-posting a cropped copy does. Compare with the equally cropped original."""
+    h, w = images.shape[-2:]
+    top, left = round(h * share / 2), round(w * share / 2)
+    box = (left, top, max(left + 1, w - left), max(top + 1, h - top))
+    out = []
+    for image in images:
+        cropped = _to_pil(image).crop(box)
+        out.append(_from_pil(cropped.resize((w, h), Image.Resampling.BICUBIC), image))
+    return torch.stack(out)
+
+
+def adverse_cleaner(images: Images, bilateral_passes: int = 64, guided_passes: int = 4) -> Images:
+    """AdverseCleaner (the one-click AUTOMATIC1111 extension): 64 OpenCV bilateral filters, then 4 guided
+    filters guided by the input. The very filters the optimiser trains against (``optimise.eot``)."""
+    try:
+        return eot.adverse_cleaner(images, bilateral_passes, guided_passes)
+    except eot.CleanerUnavailable as exc:
+        raise PurificationUnavailable(str(exc)) from None
 
 
 def impress(
@@ -248,18 +272,20 @@ class Purification:
     baseline: str = "purified"
 
 
-def standard(impress_steps: int = 20) -> list[Purification]:
-    """The purifications a check measures, weakest first within each kind."""
+def standard(impress_steps: int = 50) -> list[Purification]:
+    """The purifications a check measures: what published attacks and one-click cleaners run."""
     return [
-        Purification("jpeg 95", lambda x: jpeg(x, 95)),
-        Purification("jpeg 85", lambda x: jpeg(x, 85)),
+        Purification("jpeg 90", lambda x: jpeg(x, 90)),
         Purification("jpeg 75", lambda x: jpeg(x, 75), fast=True),
+        Purification("jpeg 70", lambda x: jpeg(x, 70)),
         Purification("jpeg 50", lambda x: jpeg(x, 50)),
-        Purification("downscale 0.75", lambda x: downscale_upscale(x, 0.75)),
+        Purification("crop 10% + resize", lambda x: crop_resize(x, 0.1)),
         Purification("downscale 0.5", lambda x: downscale_upscale(x, 0.5), fast=True),
         Purification("downscale 0.25", lambda x: downscale_upscale(x, 0.25)),
         Purification("gaussian blur 1.0", lambda x: gaussian_blur(x, 1.0)),
-        Purification("noise + bicubic", lambda x: noise_then_bicubic(x, 0.04, 0.5)),
+        Purification("noise 0.05 + resize", lambda x: noise_then_bicubic(x, 0.05, 0.5)),
+        Purification("noise 0.1 + resize", lambda x: noise_then_bicubic(x, 0.1, 0.5)),
+        Purification("adverse cleaner", adverse_cleaner),
         Purification(
             "impress",
             lambda x, encoder: impress(x, encoder, steps=impress_steps),

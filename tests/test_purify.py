@@ -1,0 +1,107 @@
+"""The public cleaners ``check`` runs and the optimiser trains against: each gives a known output on a
+known input (no weights needed)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fixative.checks import purify
+from fixative.optimise import eot
+
+
+def ramp(height: int = 64, width: int = 80) -> torch.Tensor:
+    """A left-to-right ramp 0..1 on the 8-bit grid."""
+    row = torch.linspace(0, 1, width)
+    return (row.expand(3, height, width) * 255).round() / 255
+
+
+def step_with_grain(size: int = 64, grain: float = 3 / 255) -> torch.Tensor:
+    """Two flat halves (0.2 | 0.8) under a +-grain checkerboard, as a protection looks in flat areas."""
+    image = torch.full((3, size, size), 0.2)
+    image[..., size // 2 :] = 0.8
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float() * grain
+    return ((image + checker) * 255).round() / 255
+
+
+def test_crop_resize_removes_the_borders_and_keeps_the_size():
+    image = ramp()
+    out = purify.crop_resize(image, 0.1)
+    assert out.shape == image.shape
+    # 10 % of the width is cropped, half from each edge: the new left column is the old 4th (0.05 x 80)
+    assert float(out[0, :, 0].mean()) == pytest.approx(4 / 79, abs=0.01)
+    assert float(out[0, :, -1].mean()) == pytest.approx(75 / 79, abs=0.01)
+    flat = torch.full((3, 30, 30), 0.4)
+    assert torch.allclose(purify.crop_resize(flat, 0.1), (flat * 255).round() / 255, atol=1 / 255)
+
+
+def test_adverse_cleaner_removes_grain_and_keeps_the_edge():
+    image = step_with_grain()
+    out = purify.adverse_cleaner(image)
+    assert out.shape == image.shape
+    left, right = out[..., 8:56, 4:28], out[..., 8:56, 36:60]
+    # the guided filters, guided by the input, bring part of the grain back: a bit over a third is left
+    assert float(left.std()) < 0.5 * float(image[..., 8:56, 4:28].std())
+    assert float(right.mean() - left.mean()) == pytest.approx(0.6, abs=0.02)  # the edge survives
+    assert float(left.mean()) == pytest.approx(0.2, abs=2 / 255)
+    batch = torch.stack([image, image.flip(-1)])
+    assert torch.equal(purify.adverse_cleaner(batch)[0], out)  # batches run image by image
+
+
+def test_noise_then_resize_is_seeded_and_its_noise_is_smoothed():
+    flat = torch.full((3, 64, 64), 0.5)
+    a = purify.noise_then_bicubic(flat, 0.1, 0.5, seed=3)
+    assert torch.equal(a, purify.noise_then_bicubic(flat, 0.1, 0.5, seed=3))
+    assert not torch.equal(a, purify.noise_then_bicubic(flat, 0.1, 0.5, seed=4))
+    assert float(a.mean()) == pytest.approx(0.5, abs=0.01)
+    assert 0.01 < float(a.std()) < 0.1 * 0.6  # resizing smooths the noise it added
+    stronger = purify.noise_then_bicubic(flat, 0.1, 0.5, seed=3).std()
+    assert float(purify.noise_then_bicubic(flat, 0.05, 0.5, seed=3).std()) < float(stronger)
+
+
+def test_battery_names_the_public_cleaners():
+    names = [p.name for p in purify.standard()]
+    for name in (
+        "jpeg 90",
+        "jpeg 70",
+        "jpeg 50",
+        "crop 10% + resize",
+        "downscale 0.5",
+        "downscale 0.25",
+        "noise 0.05 + resize",
+        "noise 0.1 + resize",
+        "adverse cleaner",
+        "impress",
+        "noisy upscale",
+    ):
+        assert name in names
+    assert {p.name for p in purify.standard() if p.fast} == {"jpeg 75", "downscale 0.5"}
+
+
+def test_eot_draws_every_kind_and_keeps_gradients():
+    generator = torch.Generator().manual_seed(0)
+    kinds = {eot.draw(generator).kind for _ in range(200)}
+    assert kinds == set(eot.available_kinds())
+    x = step_with_grain(32)[None].requires_grad_(True)
+    for drawn in (eot.Draw("crop", 0.1), eot.Draw("noisy_resize", 0.08, 1), eot.Draw("adverse", 16.0)):
+        out = eot.apply(drawn, x)
+        assert out.shape == x.shape
+        (grad,) = torch.autograd.grad(out.sum(), x)
+        assert float(grad.abs().sum()) > 0
+
+
+def test_eot_adverse_runs_the_cleaner_forward_and_passes_the_gradient_straight_through():
+    x = step_with_grain(32)[None].requires_grad_(True)
+    out = eot.apply(eot.Draw("adverse", 64.0), x)
+    assert torch.allclose(out.detach(), purify.adverse_cleaner(x.detach()), atol=1e-6)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert torch.equal(grad, torch.ones_like(x))
+
+
+def test_eot_crop_keeps_flat_images_and_alignment():
+    flat = torch.full((1, 3, 48, 48), 0.3)
+    assert torch.allclose(eot.crop_resample(flat, 0.1), flat, atol=1e-5)
+    image = ramp(48, 48)[None]
+    # geometry undone: the ramp stays where it was (only resampling blur remains)
+    assert float((eot.crop_resample(image, 0.1) - image)[..., 4:-4].abs().max()) < 0.02
