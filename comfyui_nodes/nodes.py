@@ -65,7 +65,8 @@ def _rgb(images: torch.Tensor, index: int) -> torch.Tensor:
 
 
 def _mask_for(mask: torch.Tensor | None, index: int, height: int, width: int) -> torch.Tensor | None:
-    """ComfyUI MASK ([B, H, W] or [H, W], 1 = selected) -> (H, W) in 0..1 the size of the image."""
+    """ComfyUI MASK ([B, H, W] or [H, W], 1 = selected) -> (H, W) in 0..1; it must be the image's size
+    (stretching a mask of another image would protect the wrong places)."""
     if mask is None:
         return None
     m = mask.float()
@@ -73,7 +74,10 @@ def _mask_for(mask: torch.Tensor | None, index: int, height: int, width: int) ->
         m = m[None]
     m = m[index % m.shape[0]]
     if tuple(m.shape) != (height, width):
-        m = F.interpolate(m[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+        raise ValueError(
+            f"Fixative: the mask is {m.shape[1]}x{m.shape[0]} but the image is {width}x{height}; "
+            "give a mask of the image's size (ComfyUI's ImageToMask / resize nodes make one)"
+        )
     return m.clamp(0, 1).contiguous()
 
 

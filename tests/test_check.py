@@ -403,7 +403,9 @@ def test_verdicts_of_genuine_copied_and_noisy_files(method, tmp_path, small_artw
     noise_rgb = (matched_noise(art.rgb, result.rgb, seed=5) * 255).round() / 255
     noise_pil = Image.fromarray((noise_rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), "RGB")
     noisy = save_image(noise_pil, art, tmp_path / "noisy.png", result.metadata)
-    cheap = dict(purifications=[], transfer=False, target=extra.get("target"))  # a user anchor is not embedded
+    cheap = dict(
+        purifications=[], transfer=False, target=extra.get("target")
+    )  # a user anchor is not embedded
     assert fixative.check(protected, original=original, **cheap)["verdict"] == "protected"
     for fake in (copied, noisy):
         for given in ({"original": original}, {}):

@@ -14,6 +14,8 @@ from PIL import Image
 
 from fixative.hosts.cli import main
 
+from .conftest import DEFAULT_EPS_255
+
 FAST = ["--quality", "fast", "--steps", "2", "--method", "edit"]
 
 
@@ -188,3 +190,20 @@ def test_console_script_runs(tmp_path, art, taef2_path):
     assert proc.returncode == 0, proc.stderr
     assert Image.open(tmp_path / "o.jpg").size == (64, 48)
     assert "JPEG compression was not part" in proc.stderr
+
+
+def test_tiny_images_are_protected_and_checked_at_their_own_size(capsys, tmp_path, taef2_path):
+    rng = np.random.default_rng(0)
+    for width, height in ((1, 1), (4, 4), (7, 3)):
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        path = tmp_path / f"tiny{width}x{height}.png"
+        Image.fromarray(pixels).save(path)
+        code, out, err = run(capsys, "protect", path, *FAST, "--model", taef2_path)
+        assert code == 0, err
+        result = path.with_name(f"{path.stem}.protected.png")
+        protected = np.asarray(Image.open(result).convert("RGB"), dtype=np.int16)
+        assert protected.shape == pixels.shape
+        assert np.abs(protected - pixels).max() <= DEFAULT_EPS_255
+        code, out, err = run(capsys, "check", result, "--original", path, "--fast")
+        assert code in (0, 1) and "Traceback" not in err, err
+        assert "padded" in out

@@ -241,6 +241,29 @@ def test_mask_limits_the_change(comfy, pack, taef2_vae, artworks):
     assert float(change[..., :32, :].max()) > 0
 
 
+def test_a_mask_of_another_size_is_an_error_naming_both(pack, taef2_vae, artworks):
+    node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
+    with torch.inference_mode(), pytest.raises(ValueError, match=r"mask is 32x24 but the image is 64x48"):
+        node.protect(
+            image=artworks[:1], method="style", intensity="default", quality="fast", seed=0,
+            vae=taef2_vae, mask=torch.ones(1, 24, 32), steps=1,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("size", [(1, 1), (4, 4), (3, 7)])
+def test_tiny_images_are_protected_at_their_own_size(pack, taef2_vae, size):
+    height, width = size
+    image = torch.rand(1, height, width, 3)
+    image = torch.floor(image * 255) / 255
+    node = pack.NODE_CLASS_MAPPINGS["FixativeProtectImage"]()
+    with torch.inference_mode():
+        out, _ = node.protect(
+            image=image, method="style", intensity="default", quality="fast", seed=0, vae=taef2_vae, steps=1
+        )
+    assert out.shape == image.shape
+    assert float((out - image).abs().max()) <= DEFAULT_EPS_255 / 255 + 1e-6
+
+
 def test_interrupt_from_the_progress_hook_stops_the_node(comfy, pack, taef2_vae, artworks):
     mm = comfy["mm"]
     seen: list = []

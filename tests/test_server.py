@@ -433,3 +433,13 @@ def test_every_option_is_checked_at_submit(server, wave96):
         answer = submit(server, png_bytes(wave96), options)
         assert answer.status_code == 400 and wanted in answer.json()["error"], options
     assert server.manager.counts()["waiting"] + server.manager.counts()["running"] == before  # none queued
+
+
+def test_a_tiny_image_is_protected_at_its_own_size(server):
+    tiny = Image.fromarray(np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3) * 5)
+    response = submit(server, png_bytes(tiny), {"quality": "fast", "steps": 1})
+    assert response.status_code == 202, response.text
+    states = wait(server, response.json()["id"])
+    assert states[-1]["state"] == "done", states[-1]
+    pixels, _ = decode_result(server, response.json()["id"])
+    assert pixels.shape == (4, 4, 3)

@@ -23,7 +23,7 @@ from ..checks.null import matched_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import Visuals, thresholds, verdict
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
-from ..load import Artwork, to_artwork
+from ..load import Artwork, padded_for_encoders, to_artwork
 from ..models import Encoder, find_models, load_encoders
 from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
@@ -167,6 +167,8 @@ def read_inputs(protected, original) -> _Inputs:
             f"original is {orig.size[0]}x{orig.size[1]} but the protected image is "
             f"{art.size[0]}x{art.size[1]}; give the exact original it was made from"
         )
+    art, _ = padded_for_encoders(art)
+    orig = None if orig is None else padded_for_encoders(orig)[0]
     return _Inputs(art, orig, art.metadata, list(art.notes))
 
 

@@ -19,7 +19,7 @@ from ..checks.measures import perceptual
 from ..checks.null import matched_noise, times_noise
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
-from ..load import Artwork, load_image, to_artwork
+from ..load import Artwork, load_image, padded_for_encoders, to_artwork
 from ..models import Encoder, ModelEntry, find_models, load_encoders
 from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult
@@ -83,25 +83,29 @@ def protect(
     started = time.perf_counter()
     opts, specs = check_inputs(method, options, overrides)  # 1
     artwork = to_artwork(image)  # 2
+    user_mask = mask_for(mask, artwork)
+    work, user_mask = padded_for_encoders(artwork, user_mask)
     encoders = load_encoders(
         specs, hooks(), device=opts.device, dtype=opts.dtype, allow_download=opts.allow_download
     )
     preset, effort = presets_for(opts)  # 3 (with the encoders above)
-    user_mask = mask_for(mask, artwork)
     budget = perceptual_budget(  # 4
-        artwork.rgb, preset.jnd_scale, preset.epsilon, user_mask, opts.texture_aware, grey=artwork.grey
+        work.rgb, preset.jnd_scale, preset.epsilon, user_mask, opts.texture_aware, grey=work.grey
     )
-    goal = target_for(artwork, opts, target, encoders[0].device)  # 5
+    goal = target_for(work, opts, target, encoders[0].device)  # 5
     tile = tile_for(opts, encoders)
     weight = preset.lpips_weight if opts.lpips_weight is None else opts.lpips_weight
     optimised = run(  # 6
-        artwork.rgb, encoders, goal, budget, effort, seed=opts.seed, optimizer=opts.optimizer,
+        work.rgb, encoders, goal, budget, effort, seed=opts.seed, optimizer=opts.optimizer,
         lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
     )  # fmt: skip
-    pil, protected = quantise(artwork, optimised.delta, budget)  # 7
-    report = make_report(artwork, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
+    pil, protected = quantise(work, optimised.delta, budget)  # 7
+    report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
-    report.transfer = transfer(artwork.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9
+    report.transfer = transfer(work.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9
+    if work is not artwork:  # back to the image's own size
+        protected = protected[:, : artwork.rgb.shape[1], : artwork.rgb.shape[2]]
+        pil, report.size = to_pil(artwork, protected), list(artwork.size)
     return ProtectResult(pil, artwork, protected, report, metadata_for(report, encoders, goal, opts, artwork))
 
 
@@ -240,8 +244,8 @@ def transfer(
     named = ",".join([e.family for e in encoders] + list(others))
     measured = ", ".join(f"{r.family} {r.strength:.2f} ({r.vs_noise}x noise)" for r in rows)
     notes.append(
-        f"protected against {', '.join(sorted(used))} as measured; also found {', '.join(others)}, "
-        f"where this file reaches {measured}. To protect against all of them: --models {named}"
+        f"optimised for {', '.join(sorted(used))}; also found {', '.join(others)}, where this file reaches "
+        f"{measured} without being optimised for it. To protect against all of them: --models {named}"
     )
     return rows
 

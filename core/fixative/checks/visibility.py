@@ -48,7 +48,9 @@ def ms_ssim(original: torch.Tensor, protected: torch.Tensor) -> float | None:
 
     side = min(original.shape[-2:])
     betas = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-    scales = next((n for n in (5, 4, 3) if side // (n - 1) ** 2 > 11 - 1 and side >= 2**n), 0)  # torchmetrics' rule
+    scales = next(
+        (n for n in (5, 4, 3) if side // (n - 1) ** 2 > 11 - 1 and side >= 2**n), 0
+    )  # torchmetrics' rule
     if scales == 0:
         return None
     weights = tuple(b / sum(betas[:scales]) for b in betas[:scales])

@@ -9,7 +9,10 @@ from __future__ import annotations
 from ..lazy import exports
 
 _EXPORTS = {
-    **dict.fromkeys(("Artwork", "from_pil", "load_bytes", "load_image", "to_artwork"), "image"),
+    **dict.fromkeys(
+        ("Artwork", "MIN_SIDE", "from_pil", "load_bytes", "load_image", "padded_for_encoders", "to_artwork"),
+        "image",
+    ),
     **dict.fromkeys(("MAX_PIXELS", "decode_file"), "decode"),
 }
 

@@ -5,6 +5,7 @@ Alpha, ICC profile, EXIF and bit depth are kept aside untouched so ``save`` can 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,3 +156,24 @@ def to_artwork(image, name: str = "image") -> Artwork:
         mode = "RGBA" if alpha is not None else "RGB"
         return Artwork(rgb=t.clamp(0, 1).contiguous().clone(), mode=mode, alpha=alpha, source=name)
     raise BadImageError(f"{name}: cannot protect an object of type {type(image).__name__}")
+
+
+MIN_SIDE = 32  # encoders downscale 8x and pad by reflection: smaller images are padded to this first
+
+
+def padded_for_encoders(
+    artwork: Artwork, mask: torch.Tensor | None = None
+) -> tuple[Artwork, torch.Tensor | None]:
+    """An image under ``MIN_SIDE`` pixels on a side, padded with its edge pixels (and its mask with zeros),
+    so every step can run on it; protect crops the result back. The copy's notes say so."""
+    h, w = artwork.rgb.shape[1:]
+    ph, pw = max(0, MIN_SIDE - h), max(0, MIN_SIDE - w)
+    if not (ph or pw):
+        return artwork, mask
+    rgb = torch.nn.functional.pad(artwork.rgb[None], (0, pw, 0, ph), mode="replicate")[0]
+    note = (
+        f"the image is {w}x{h}: measured on a copy padded to {w + pw}x{h + ph} with its edge pixels "
+        "(strength and visibility are of the padded copy)"
+    )
+    work = dataclasses.replace(artwork, rgb=rgb, alpha=None, notes=[*artwork.notes, note])
+    return work, None if mask is None else torch.nn.functional.pad(mask, (0, pw, 0, ph))
