@@ -143,8 +143,9 @@ class ProtectImage:
     """Protect images against style mimicry / concept poisoning / edits, right before Save Image."""
 
     DESCRIPTION = (
-        "Adds an invisible perturbation that moves what a diffusion model's encoder sees toward a "
-        "target. Connect your model's VAE to protect in its own latent space."
+        "Adds a perturbation, at the default under one just-noticeable difference of a standard visual "
+        "model, that moves what a diffusion model's encoder (and its decoder's picture) sees toward a "
+        "target; the report measures how far and how visible. Connect your model's VAE."
     )
 
     @classmethod

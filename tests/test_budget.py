@@ -4,6 +4,7 @@ for chroma in texture, no halo at isolated edges; outputs on the file's grid ins
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import fixative
@@ -97,3 +98,11 @@ def test_visibility_figures_can_fail():
     assert visibility.flat_rms_255(flat, noisy) > 2.0
     assert visibility.jnd_exceed_share(flat, noisy) > 0.5
     assert visibility.ms_ssim(torch.rand(3, 200, 200), torch.rand(3, 200, 200)) < 0.5
+
+
+def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise():
+    image = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24), size=(192, 192), mode="bilinear")[0]
+    assert visibility.ms_ssim(image, image) == pytest.approx(1.0, abs=1e-6)
+    slight = (image + torch.randn_like(image) * 0.01).clamp(0, 1)
+    strong = (image + torch.randn_like(image) * 0.1).clamp(0, 1)
+    assert 1.0 > visibility.ms_ssim(image, slight) > visibility.ms_ssim(image, strong)
