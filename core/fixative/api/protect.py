@@ -241,11 +241,11 @@ def transfer(
         notes.append(f"transfer to {', '.join(others)} not measured: {exc}")
         return []
     rows = measure(original, protected, extra, goal, tile)
-    named = ",".join([e.family for e in encoders] + list(others))
+    named = " ".join(f"--model {name}" for name in [e.family for e in encoders] + list(others))
     measured = ", ".join(f"{r.family} {r.strength:.2f} ({r.vs_noise}x noise)" for r in rows)
     notes.append(
         f"optimised for {', '.join(sorted(used))}; also found {', '.join(others)}, where this file reaches "
-        f"{measured} without being optimised for it. To protect against all of them: --models {named}"
+        f"{measured} without being optimised for it. To protect against all of them: {named}"
     )
     return rows
 
