@@ -107,24 +107,22 @@ def run_check(
     found = detect(given, probes, primary[0].device, tile) if probes and not given.exact else None  # 4
     p, o = given.art.rgb, original_or_estimate(given, probes)
     rows = strength_rows(primary, probes, p, o, given, tile)  # 5
-    strengths = [r.strength for r in rows if r.strength is not None]
-    strength = min(strengths) if strengths else None
-    chosen = purifications if purifications is not None else purify.standard(impress_steps)
-    if fast and purifications is None:
-        chosen = [c for c in chosen if c.fast]
+    strength = min((r.strength for r in rows if r.strength is not None), default=None)
+    chosen = cleaners(purifications, fast, impress_steps)
     purified = robustness(probes, p, o, chosen, strength, notes) if probes else []  # 6
-    transfer_rows = []
-    if (not fast if transfer is None else transfer) and goal is not None:
-        transfer_rows = transfer_strengths(primary, goal, reference, p, o, device, tile, notes)  # 7
+    wanted = (not fast if transfer is None else transfer) and goal is not None
+    transfer_rows = (
+        transfer_strengths(primary, goal, reference, p, o, device, tile, notes) if wanted else []
+    )  # 7
     measures = perceptual_cost(given)  # 8
-    visuals = pictures(given, primary, device, notes) if not fast else Visuals(None, p)  # 9
-    if given.exact and visuals.original is None:
-        visuals.original = given.orig.rgb
+    visuals = (
+        pictures(given, primary, device, notes) if not fast else Visuals(given.orig and given.orig.rgb, p)
+    )  # 9
     missing = tuple(r.purification for r in purified if r.skipped)
-    nulls = [r.noise_strength for r in rows if r.noise_strength is not None]
-    said, reason = verdict(  # 10
-        strength, purified, given.exact, found.detected if found else None, max(nulls, default=None), missing
-    )
+    null = max((r.noise_strength for r in rows if r.noise_strength is not None), default=None)
+    said, reason = verdict(
+        strength, purified, given.exact, found.detected if found else None, null, missing
+    )  # 10
     report = CheckReport(
         fixative=__version__,
         file=given.art.source,
@@ -150,6 +148,13 @@ def run_check(
         definitions=DEFINITIONS,
     )
     return report, visuals
+
+
+def cleaners(purifications, fast: bool, impress_steps: int) -> list[purify.Purification]:
+    """The given purifications, else the standard battery (its quick subset with ``fast``)."""
+    if purifications is not None:
+        return purifications
+    return [c for c in purify.standard(impress_steps) if c.fast or not fast]
 
 
 def read_inputs(protected, original) -> _Inputs:
