@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from .visibility import RESULTS, SHARED, anchor_for, load
+from .visibility import RESULTS, SHARED, anchor_for, load, protect_in_process
 
 IMAGES = "hokusai_great_wave.jpg,monet_water_lilies_1919.jpg,mucha_reverie.jpg,vangogh_starry_night.jpg,"
 IMAGES += "photo_astronaut.png"
@@ -61,18 +59,8 @@ with open(spec["output"] + ".json", "w") as f: json.dump(result.metadata.get("ta
 
 
 def protect_with(spec: dict, engine: str) -> dict:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", FIXATIVE_MODELS=str(SHARED / "models"))
-    if engine:
-        env["PYTHONPATH"] = engine
-    done = subprocess.run(
-        [sys.executable, "-c", WORKER, json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError((done.stderr or done.stdout).strip().splitlines()[-1])
+    """Protect in a fresh process with ``engine``'s Fixative; the target the protected file recorded."""
+    protect_in_process(spec, engine, WORKER)
     return json.loads(Path(spec["output"] + ".json").read_text())
 
 

@@ -86,12 +86,13 @@ torch.save(result.rgb, spec["output"])
 """
 
 
-def protect_in_process(spec: dict, engine: str) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+def protect_in_process(spec: dict, engine: str, worker: str = WORKER) -> None:
+    """Run ``worker`` (a script taking ``spec`` as JSON) in a fresh process, with ``engine``'s Fixative."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", FIXATIVE_MODELS=str(SHARED / "models"))
     if engine:
         env["PYTHONPATH"] = engine
     done = subprocess.run(
-        [sys.executable, "-c", WORKER, json.dumps(spec)],
+        [sys.executable, "-c", worker, json.dumps(spec)],
         env=env,
         capture_output=True,
         text=True,
