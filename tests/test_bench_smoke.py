@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +87,15 @@ def test_table_leaves_out_the_parts_that_were_not_run():
     table = bench_run.markdown(result)
     assert "| taef2 | 64² | reference |" in table
     assert "## Seconds per step" not in table and "## Growth" not in table
+
+
+def test_commands_that_need_no_model_never_import_torch(tmp_path):
+    """What bench.startup times, checked for imports only (the timing is the benchmark's)."""
+    from bench.startup import HEAVY, commands, imported_modules
+
+    for name, argv in commands(tmp_path).items():
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "fixative", *argv], capture_output=True, text=True
+        )
+        assert proc.returncode in (0, 2), (name, proc.stderr[-500:])
+        assert not imported_modules(proc.stderr) & set(HEAVY), name

@@ -73,3 +73,24 @@ def test_a_record_of_a_dead_engine_is_removed_unread(tmp_path, monkeypatch):
     record.write_text(json.dumps({"url": "http://127.0.0.1:9", "pid": 2**22 + 12345}))
     assert fixative_client.read_server_info() is None
     assert not record.exists()
+
+
+def test_serve_stop_sends_no_token_to_an_impostor(impostor, tmp_path):
+    """`fixative serve --stop` with the record pointing at a stranger: no token, no signal, record gone."""
+    import subprocess
+    import sys
+
+    from fixative.hosts.server.runtime import stop_running
+
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = tmp_path / fixative_client.SERVER_FILE
+        record.write_text(json.dumps({"url": impostor, "pid": stranger.pid}))
+        message = stop_running(timeout=2)
+        assert "no engine was running" in message
+        assert not record.exists()
+        assert stranger.poll() is None  # not signalled
+        assert _no_token_was_sent()
+    finally:
+        stranger.kill()
+        stranger.wait()
