@@ -232,6 +232,20 @@ def test_token_is_required(server, wave96):
     assert health["version"] and health["devices"] == ["cpu"]
 
 
+def test_foreign_host_and_origin_are_refused(server):
+    """A DNS-rebinding page reaches the engine under its own name: refused before the token is looked at."""
+    for host in ("evil.com", "evil.com:80", "127.0.0.1.evil.com", ""):
+        refused = requests.get(f"{server.url}/openapi.json", headers={**auth(server), "Host": host})
+        assert refused.status_code == 421, host
+        assert "refused" in refused.json()["error"]
+    port = server.url.rsplit(":", 1)[1]
+    other_page = {**auth(server), "Origin": "http://evil.com"}
+    assert requests.get(f"{server.url}/health", headers=other_page).status_code == 403
+    for name in ("127.0.0.1", "localhost"):
+        own = {**auth(server), "Host": f"{name}:{port}", "Origin": f"http://{name}:{port}"}
+        assert requests.get(f"{server.url}/health", headers=own).status_code == 200
+
+
 def test_corrupt_upload_is_400_saying_why(server, wave96):
     truncated = png_bytes(wave96)[:300]
     answer = submit(server, truncated, filename="broken.png")
