@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib import error as urlerror
+from urllib import parse as urlparse
 from urllib import request as urlrequest
 
 READY_PREFIX = "FIXATIVE_READY "
@@ -297,6 +298,30 @@ class EngineClient:
     def options(self) -> dict:
         """The engine's options schema (``{"choices": ..., "schema": ...}``)."""
         return self._request("GET", "/options")
+
+    def get_model(
+        self,
+        name: str = "taef2",
+        on_progress: Callable[[dict], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        poll: float = 0.3,
+    ) -> dict:
+        """Have the engine download an encoder (checked by SHA-256), reporting ``{file, done, total}``;
+        ``should_cancel`` returning True cancels it (nothing is kept). Returns the final state."""
+        path = "/models/get/" + urlparse.quote(name, safe="")
+        state = self._request("POST", path)
+        while state["state"] == "running":
+            if on_progress is not None:
+                on_progress(state)
+            if should_cancel is not None and should_cancel():
+                self._request("DELETE", path)
+            time.sleep(poll)
+            state = self._request("GET", path)
+        if state["state"] == "failed":
+            raise EngineError(state.get("error") or "the download failed")
+        if state["state"] == "cancelled":
+            raise EngineCancelled("the download was cancelled")
+        return state
 
     def submit(
         self,

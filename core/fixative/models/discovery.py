@@ -17,13 +17,22 @@ from ..errors import ModelNotFoundError
 from .base import Encoder, ModelEntry, resolve_device, resolve_dtype
 from .weights import WEIGHT_SUFFIXES
 
+GET_COMMAND = "fixative models --get taef2"
 HOW_TO_GET_A_MODEL = (
-    "no image encoder found. Fixative needs the VAE (or a tiny TAESD autoencoder) of the diffusion model you "
-    "protect against: download e.g. taesd_encoder.pth/taesd_decoder.pth (github.com/madebyollin/taesd) or an "
-    "SD VAE .safetensors, put it in a folder and set FIXATIVE_MODELS=/that/folder, or pass --model PATH "
-    "(ComfyUI models/vae, models/vae_approx and A1111 models/VAE folders are searched too)"
+    f"no image encoder found. Get the recommended one (5.4 MB, checked) with `{GET_COMMAND}`, "
+    "or put the VAE (or tiny TAESD autoencoder) of the diffusion model you protect against in a folder and "
+    "set FIXATIVE_MODELS=/that/folder, or pass --model PATH (ComfyUI models/vae, models/vae_approx and A1111 "
+    "models/VAE folders are searched too)"
 )
 _MAX_PTH_PROBE_BYTES = 300 * 1024 * 1024  # .pth files are loaded whole to look inside; skip giant ones
+
+
+def hub_cache() -> Path:
+    """The Hugging Face cache (``HF_HUB_CACHE``, else ``HF_HOME``/hub), read now rather than at import."""
+    hf = os.environ.get("HF_HUB_CACHE") or (
+        Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    )
+    return Path(hf).expanduser()
 
 
 def search_path() -> list[Path]:
@@ -33,10 +42,7 @@ def search_path() -> list[Path]:
         if part.strip():
             dirs.append(Path(part).expanduser())
     home = Path.home()
-    hf = os.environ.get("HF_HUB_CACHE") or (
-        Path(os.environ.get("HF_HOME", home / ".cache" / "huggingface")) / "hub"
-    )
-    dirs.append(Path(hf))
+    dirs.append(hub_cache())
     comfy_roots = [os.environ.get(v) for v in ("COMFYUI_DIR", "COMFYUI_PATH")] + [
         home / "ComfyUI",
         home / "comfy" / "ComfyUI",

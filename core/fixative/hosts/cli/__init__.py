@@ -1,4 +1,4 @@
-"""``fixative`` on the command line: protect, check, models, presets, serve, install.
+"""``fixative`` on the command line: protect, check, models, doctor, presets, serve, install.
 
 Every user mistake ends as one line on stderr and exit code 2; inputs are never overwritten. Each
 sub-command lives in its own module and imports the engine (torch) only when it runs, so ``--help``,
@@ -23,6 +23,7 @@ COMMANDS = (
     "fixative.hosts.cli.protect",
     "fixative.hosts.cli.check",
     "fixative.hosts.cli.models",
+    "fixative.hosts.cli.doctor",
     "fixative.hosts.server.cli",
     "fixative.hosts.install.cli",
 )

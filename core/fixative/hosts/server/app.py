@@ -21,7 +21,7 @@ from ...version import __version__
 from .errors import ApiError
 from .gate import Gate, UploadTooLarge
 from .jobs import JobManager
-from .routes import engine, jobs
+from .routes import downloads, engine, jobs
 
 
 def create_app(
@@ -58,6 +58,7 @@ def create_app(
     add_error_handlers(app)
     app.include_router(engine.router)
     app.include_router(jobs.router)
+    app.include_router(downloads.router)
     return app
 
 
