@@ -30,9 +30,9 @@ OPTIMIZERS = ("pgd", "adam")
 MAX_STEPS = 10_000
 
 # Where an option is offered. Editors (Krita, GIMP) and the web page read ``editor_choices()`` through
-# the engine; "batch" is the folder runners (CLI folders, Ray).
-CLI, SERVER, COMFYUI, EDITORS, BATCH = "cli", "server", "comfyui", "editors", "batch"
-EVERYWHERE = (CLI, SERVER, COMFYUI, EDITORS)
+# the engine (``GET /options``, ``?host=web`` for the page); "batch" is the folder runners (CLI folders, Ray).
+CLI, SERVER, COMFYUI, EDITORS, BATCH, WEB = "cli", "server", "comfyui", "editors", "batch", "web"
+EVERYWHERE = (CLI, SERVER, COMFYUI, EDITORS, WEB)
 
 LABELS: dict[str, dict[str, str]] = {
     "method": {
@@ -46,11 +46,21 @@ LABELS: dict[str, dict[str, str]] = {
 }
 
 
-def option(default: Any, description: str, *, hosts: tuple[str, ...] = EVERYWHERE, flag: str = "", **kw):
+def option(
+    default: Any,
+    description: str,
+    *,
+    hosts: tuple[str, ...] = EVERYWHERE,
+    flag: str = "",
+    suggest: tuple[str, ...] = (),
+    **kw,
+):
     """A field with its help text and the hosts that offer it (``flag``: the CLI flag, when not --name)."""
     extra: dict[str, Any] = {"hosts": list(hosts)}
     if flag:
         extra["flag"] = flag
+    if suggest:
+        extra["suggest"] = list(suggest)
     return Field(default, description=description, json_schema_extra=extra, **kw)
 
 
@@ -71,16 +81,22 @@ class ProtectOptions(BaseModel):
         flag="--model",
     )
     concept: str | None = option(
-        None, "concept poison: the caption the image keeps (e.g. 'dog')", hosts=(CLI, SERVER, COMFYUI)
+        None, "concept poison: the caption the image keeps (e.g. 'dog')", hosts=(CLI, SERVER, COMFYUI, WEB)
     )
     anchor: str | None = option(
         None, "concept poison: the other concept, for a text2img anchor with --pipeline", hosts=(CLI, SERVER)
     )
     style: str | None = option(
-        None, "style cloak: built-in style (charcoal, pop, mosaic) or an img2img prompt", hosts=(CLI, SERVER)
+        None,
+        "style cloak: built-in style (charcoal, pop, mosaic) or an img2img prompt",
+        hosts=(CLI, SERVER, WEB),
+        suggest=("charcoal", "pop", "mosaic"),
     )
     pattern: str | None = option(
-        None, "edit shield target: grey (default, as PhotoGuard) or pattern", hosts=(CLI, SERVER)
+        None,
+        "edit shield target: grey (default, as PhotoGuard) or pattern",
+        hosts=(CLI, SERVER, WEB),
+        suggest=("grey", "pattern"),
     )
     pipeline: str | None = option(
         None, "local diffusers pipeline folder for img2img/text2img targets", hosts=(CLI, SERVER)
@@ -142,7 +158,7 @@ class ProtectOptions(BaseModel):
 class JobOptions(ProtectOptions):
     """A protection plus what the host does with its result (file format, verification, preview)."""
 
-    format: Literal[FORMATS] = option("png", "output format", hosts=(CLI, SERVER, EDITORS))
+    format: Literal[FORMATS] = option("png", "output format", hosts=(CLI, SERVER, EDITORS, WEB))
     jpeg_quality: int = option(95, "JPEG/WebP quality of the written file", hosts=(SERVER,), ge=1, le=100)
     check: bool = option(
         False,
@@ -208,14 +224,17 @@ def choices_of(name: str, model: type[BaseModel] = JobOptions) -> tuple:
     )
 
 
-def editor_choices() -> dict:
+def editor_choices(host: str = EDITORS) -> dict:
     """What the editor plug-ins and the web page build their controls from (served at ``GET /options``).
 
     Plain JSON, so the standard-library client can carry a copy of it (``fixative_client.BUNDLED_OPTIONS``).
     """
     out: dict[str, Any] = {}
-    for name, info in offered_to(EDITORS).items():
+    for name, info in offered_to(host).items():
         entry: dict[str, Any] = {"default": info.default, "help": info.description}
+        suggested = (info.json_schema_extra or {}).get("suggest")
+        if suggested:
+            entry["suggest"] = suggested
         values = choices_of(name)
         if values:
             entry["choices"] = [{"value": v, "label": LABELS.get(name, {}).get(v, v)} for v in values]

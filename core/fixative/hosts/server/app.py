@@ -1,6 +1,7 @@
 """The HTTP API of ``fixative serve`` (FastAPI): the app, its error handlers and its routers.
 
-Routes live in ``routes/`` (``engine``: hello, health, models, options, shutdown; ``jobs``: the queue);
+Routes live in ``routes/`` (``engine``: hello, health, models, options, shutdown; ``jobs``: the queue;
+``downloads``: getting an encoder; ``page``: the web page and its one-time tickets);
 ``gate.Gate`` checks Host, Origin, token and upload size before any of them runs. Errors are always JSON
 ``{"error": "one human line"}``.
 """
@@ -21,7 +22,8 @@ from ...version import __version__
 from .errors import ApiError
 from .gate import Gate, UploadTooLarge
 from .jobs import JobManager
-from .routes import downloads, engine, jobs
+from .routes import downloads, engine, jobs, page
+from .sessions import Sessions
 
 
 def create_app(
@@ -53,12 +55,21 @@ def create_app(
     app.state.manager = manager
     app.state.token = token
     app.state.request_shutdown = request_shutdown
+    app.state.sessions = sessions = Sessions()
     limit = manager.settings.max_upload_bytes + 64 * 1024
-    app.add_middleware(Gate, token=token, limit=lambda: limit, extra_hosts=extra_hosts)
+    app.add_middleware(
+        Gate,
+        token=token,
+        limit=lambda: limit,
+        public=("/hello", "/"),
+        extra_hosts=extra_hosts,
+        session=sessions.accepts,
+    )
     add_error_handlers(app)
     app.include_router(engine.router)
     app.include_router(jobs.router)
     app.include_router(downloads.router)
+    app.include_router(page.router)
     return app
 
 

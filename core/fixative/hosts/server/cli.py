@@ -1,4 +1,5 @@
-"""``fixative serve``: run the local engine that editor plug-ins and pipelines submit jobs to."""
+"""``fixative serve``: run the local engine that editor plug-ins and pipelines submit jobs to;
+``fixative ui``: open its web page (starting the engine first when none runs)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stop", action="store_true", help="stop the running engine and exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_serve)
+    ui = sub.add_parser(
+        "ui",
+        help="open the web page: protect, compare and check in the browser",
+        description="Start (or reuse) the local engine and open its page in the browser at a one-time link.",
+    )
+    ui.add_argument("--no-open", action="store_true", help="print the one-time link instead of opening it")
+    ui.set_defaults(func=cmd_ui)
 
 
 def _devices(values: list[str] | None) -> list[str]:
@@ -117,3 +125,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         log_level=args.log_level,
     )
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The one-time link works once and for two minutes; the page keeps a session cookie after that."""
+    import webbrowser
+
+    from ...fixative_client import ensure_engine, read_engine_command
+    from ..install.editor import record_engine_command
+
+    if read_engine_command() is None:
+        record_engine_command()  # this very Python starts the engine, as the editor installers record
+    client = ensure_engine()
+    url = client._request("POST", "/ui/ticket")["url"]
+    if args.no_open or not webbrowser.open(url):
+        print(url)
+    else:
+        print(f"opened the Fixative page in your browser (engine at {client.url})", file=sys.stderr)
+    return 0

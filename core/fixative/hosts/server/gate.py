@@ -3,7 +3,8 @@
 1. The Host header must name this engine by a loopback name and its port (or the address it was told to
    listen on), and an Origin, when sent, must be such a page: a DNS-rebinding page gets 421/403.
 2. The token (``Authorization: Bearer``) on everything except ``/hello`` (the proof of identity a client
-   asks for before it sends the token) and the routes ``public`` names.
+   asks for before it sends the token) and the routes ``public`` names; or the web page's session cookie
+   (``sessions.py``), whose changing requests must also carry the page's own header.
 3. The upload limit (413).
 
 A refused body is read to the end and dropped, so the client always gets to read the answer (closing a
@@ -17,6 +18,8 @@ import secrets
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .sessions import PAGE_HEADER
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
@@ -97,6 +100,8 @@ class Gate:
         if scheme.lower() == b"bearer" and given.strip():
             return None if secrets.compare_digest(given.strip(), self.token) else (401, "wrong token")
         if self.session is not None and self.session(headers):
+            if scope.get("method") not in ("GET", "HEAD") and PAGE_HEADER not in headers:
+                return 403, "changes with the page's cookie must come from the Fixative page itself"
             return None
         return 401, (
             "missing token: send 'Authorization: Bearer <token>' (the token is in the Fixative config folder)"

@@ -50,8 +50,9 @@ def models() -> list[dict]:
 
 
 @router.get("/options", summary="the options a job takes: choices for plug-ins, and the JSON schema")
-def options() -> dict:
-    return {"choices": editor_choices(), "schema": JobOptions.model_json_schema()}
+def options(host: str = Query("editors", pattern="^(editors|web)$")) -> dict:
+    """``host=web``: the choices the web page offers (editors' plus the targets' text options)."""
+    return {"choices": editor_choices(host), "schema": JobOptions.model_json_schema()}
 
 
 @router.post("/shutdown", summary="stop the engine (what `fixative serve --stop` calls)")

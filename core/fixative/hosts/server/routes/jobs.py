@@ -261,3 +261,37 @@ async def _events(manager: JobManager, job_id: str, request: Request):
         waited = time.monotonic()
         await asyncio.to_thread(manager.wait_for_change, job_id, seen, 0.5)  # woken on each step
         quiet += time.monotonic() - waited
+
+
+@router.post("/jobs/archive", summary="the results of finished jobs as one zip (the web page's 'all')")
+async def jobs_archive(request: Request):
+    """Body ``{"ids": [...]}``; each result under its upload's name with ``.protected`` and its format."""
+    import zipfile
+    from pathlib import PurePath
+
+    from fastapi.responses import Response
+
+    manager = manager_of(request)
+    try:
+        ids = (await request.json())["ids"]
+        assert isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids)
+    except Exception:
+        raise ApiError(400, 'send {"ids": ["<job id>", ...]} with at least one finished job') from None
+    buffer, names = io.BytesIO(), set()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # images are compressed already
+        for job_id in ids:
+            job = job_or_404(manager, job_id)
+            if job.state != "done" or job.result_path is None or not job.result_path.exists():
+                raise ApiError(409, f"job {job_id} ({job.filename}) has no result to download")
+            stem = PurePath(job.filename.replace("\\", "/")).stem or "artwork"
+            name, index = f"{stem}.protected{job.result_path.suffix}", 1
+            while name in names:
+                index += 1
+                name = f"{stem}-{index}.protected{job.result_path.suffix}"
+            names.add(name)
+            archive.writestr(name, job.result_path.read_bytes())
+    return Response(
+        buffer.getvalue(),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="fixative-protected.zip"'},
+    )
