@@ -527,7 +527,7 @@ def test_filter_needs_exactly_one_pixel_layer(plugin, monkeypatch, case):
 def test_registers_export_type_and_filter_with_same_arguments(plugin):
     gimp = plugin.Gimp
     instance = plugin.FixativeProtect()
-    assert instance.do_query_procedures() == [plugin.EXPORT_PROC, plugin.FILTER_PROC]
+    assert instance.do_query_procedures() == [plugin.EXPORT_PROC, plugin.FILTER_PROC, plugin.GET_ENCODER_PROC]
 
     export = instance.do_create_procedure(plugin.EXPORT_PROC)
     args = gimp.ExportProcedure.new.call_args.args
@@ -624,3 +624,42 @@ def test_cli_install_gimp(tmp_path, monkeypatch, capsys):
     assert main(["install", "gimp", "--plugins-dir", str(blocked)]) != 0
     err = capsys.readouterr().err.strip()
     assert err.startswith("fixative: error:") and "\n" not in err
+
+
+class FakeDownloadingClient:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error, self.asked = error, []
+
+    def get_model(self, name, on_progress=None, should_cancel=None, poll=0.3):
+        self.asked.append(name)
+        on_progress({"state": "running", "file": "taef2_encoder.pth", "done": 1, "total": 2})
+        if self.error:
+            raise self.error
+        return {"state": "done", "paths": ["x"]}
+
+
+def test_get_the_recommended_encoder_from_the_menu(plugin, monkeypatch):
+    """issue 20: the filter's error names the menu entry, which has the engine download the encoder."""
+    missing = fixative_client.EngineError(
+        "no image encoder found. Get the recommended one with `fixative models --get taef2`"
+    )
+    assert plugin.GET_ENCODER_MENU in plugin.engine_message(missing)
+    gimp = plugin.Gimp
+    instance = plugin.FixativeProtect()
+    menu = instance.do_create_procedure(plugin.GET_ENCODER_PROC)
+    assert gimp.ImageProcedure.new.call_args.args[3] is plugin.run_get_encoder
+    menu.add_menu_path.assert_called_once_with("<Image>/Filters/Fixative")
+    menu.add_choice_argument.assert_not_called()
+
+    fake = FakeDownloadingClient()
+    monkeypatch.setattr(plugin, "connect_engine", lambda: fake)
+    procedure = MagicMock(name="procedure")
+    plugin.run_get_encoder(procedure, "interactive", None, [], None, None)
+    assert last_status(procedure)[0] == "success" and fake.asked == ["taef2"]
+    gimp.progress_update.assert_any_call(0.5)
+
+    failing = FakeDownloadingClient(fixative_client.EngineError("taef2_encoder.pth: checksum mismatch"))
+    monkeypatch.setattr(plugin, "connect_engine", lambda: failing)
+    plugin.run_get_encoder(procedure, "interactive", None, [], None, None)
+    status, error = last_status(procedure)
+    assert status == "error" and "checksum mismatch" in error.message

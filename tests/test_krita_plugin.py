@@ -497,3 +497,54 @@ def test_installed_package_uses_its_own_client_copy(tmp_path):
         timeout=60,
     )
     assert out.stdout.strip() == "fixative_krita.fixative_client", out.stderr
+
+
+class FakeDownloader:
+    """The stdlib client's ``get_model`` as the engine answers it: progress, then done (or cancelled)."""
+
+    def __init__(self, chunks: int = 20, delay: float = 0.01, fail: str | None = None) -> None:
+        self.chunks, self.delay, self.fail = chunks, delay, fail
+        self.asked: list[str] = []
+
+    def get_model(self, name, on_progress=None, should_cancel=None, poll=0.3):
+        self.asked.append(name)
+        total = 5_400_000
+        for index in range(1, self.chunks + 1):
+            if should_cancel is not None and should_cancel():
+                raise fixative_client.EngineCancelled("the download was cancelled")
+            on_progress({"file": "taef2_encoder.pth", "done": total * index // self.chunks, "total": total})
+            time.sleep(self.delay)
+        if self.fail:
+            raise fixative_client.EngineError(self.fail)
+        return {"state": "done", "paths": ["/cache/taef2_encoder.pth"]}
+
+
+def test_the_docker_can_get_the_recommended_encoder_through_the_engine():
+    """issue 20: no encoder -> the docker's button; the download shows progress, can be cancelled, and a
+    checksum failure is one line."""
+    empty = type("C", (), {"health": lambda self: {"version": "9"}, "models": lambda self: []})()
+    status = engine.EngineStatus(discover=lambda: empty, engine_recorded=lambda: True)
+    assert status.check_now()[0] == "no-encoder"
+    assert engine.needs_encoder(
+        "no image encoder found. Get the recommended one with `fixative models --get taef2`"
+    )
+
+    fake = FakeDownloader()
+    download = engine.EncoderDownload(client_factory=lambda: fake).start()
+    seen = set()
+    while not download.finished:
+        seen.add(round(download.snapshot()["progress"], 1))
+        time.sleep(0.005)
+    assert download.snapshot()["state"] == "done" and fake.asked == ["taef2"]
+    assert len(seen) > 2, "progress was not visible while it downloaded"
+
+    slow = engine.EncoderDownload(client_factory=lambda: FakeDownloader(chunks=200)).start()
+    time.sleep(0.05)
+    slow.cancel()
+    assert slow.wait(10)["state"] == "cancelled" and "nothing was kept" in slow.snapshot()["message"]
+
+    bad = engine.EncoderDownload(
+        client_factory=lambda: FakeDownloader(fail="taef2_encoder.pth: checksum mismatch")
+    )
+    final = bad.start().wait(10)
+    assert final["state"] == "failed" and "checksum mismatch" in final["message"]

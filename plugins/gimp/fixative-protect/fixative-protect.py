@@ -43,6 +43,9 @@ except ImportError:
 
 EXPORT_PROC = "file-fixative-export"
 FILTER_PROC = "plug-in-fixative-protect"
+GET_ENCODER_PROC = "plug-in-fixative-get-encoder"
+RECOMMENDED_ENCODER = "taef2"
+GET_ENCODER_MENU = "Filters > Fixative > Get the Recommended Encoder"
 # Seconds the engine keeps a job nobody polls: the plug-in polls every half second, so a killed
 # plug-in's job is dropped within this time.
 LEASE_SECONDS = 10
@@ -140,6 +143,8 @@ def engine_message(exc: BaseException) -> str:
         return f"No Fixative engine found: {text}"
     if fixative_client is not None and isinstance(exc, fixative_client.EngineNotRunning):
         return f"The Fixative engine is not running and could not be started: {text}"
+    if "no image encoder found" in text.lower():
+        return f"Fixative: {text}. In GIMP: {GET_ENCODER_MENU} gets it for you."
     return f"Fixative: {text}"
 
 
@@ -233,6 +238,24 @@ def protect_bytes(
         except fixative_client.EngineError as exc:
             if cancelled():
                 raise PluginError("Fixative: cancelled") from exc
+            raise PluginError(engine_message(exc)) from exc
+
+
+def get_encoder() -> dict:
+    """Have the engine download the recommended encoder (checked by SHA-256), on GIMP's progress bar."""
+    client = connect_engine()
+
+    def on_progress(status: dict) -> None:
+        done, total = int(status.get("done") or 0), int(status.get("total") or 0)
+        Gimp.progress_set_text(f"Fixative: downloading {status.get('file') or RECOMMENDED_ENCODER}...")
+        Gimp.progress_update(max(0.0, min(1.0, done / total)) if total else 0.0)
+
+    with CancelWatch() as cancelled:
+        try:
+            return client.get_model(RECOMMENDED_ENCODER, on_progress=on_progress, should_cancel=cancelled)
+        except fixative_client.EngineError as exc:
+            if cancelled():
+                raise PluginError("Fixative: download cancelled; nothing was kept") from exc
             raise PluginError(engine_message(exc)) from exc
 
 
@@ -433,6 +456,20 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         return _error_values(procedure, f"Fixative: {exc}")
 
 
+def run_get_encoder(procedure, run_mode, image, drawables, config, run_data):
+    """Filters > Fixative > Get the Recommended Encoder: what a first protection without one asks for."""
+    try:
+        Gimp.progress_init(f"Fixative: getting the recommended encoder ({RECOMMENDED_ENCODER}, 5.4 MB)")
+        get_encoder()
+        Gimp.progress_end()
+        Gimp.message(f"Fixative: the {RECOMMENDED_ENCODER} encoder is ready (checked by SHA-256).")
+        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    except PluginError as exc:
+        return _error_values(procedure, str(exc))
+    except (OSError, GLib.Error) as exc:
+        return _error_values(procedure, f"Fixative: {exc}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Registration.
 # ----------------------------------------------------------------------------------------------
@@ -480,12 +517,26 @@ class FixativeProtect(Gimp.PlugIn):
     """The GIMP entry point: declares the export file type and the filter."""
 
     def do_query_procedures(self):
-        return [EXPORT_PROC, FILTER_PROC]
+        return [EXPORT_PROC, FILTER_PROC, GET_ENCODER_PROC]
 
     def do_set_i18n(self, name):
         return False
 
     def do_create_procedure(self, name):
+        if name == GET_ENCODER_PROC:
+            procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_get_encoder, None)
+            procedure.set_image_types("*")
+            procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+            procedure.set_menu_label("_Get the Recommended Encoder")
+            procedure.add_menu_path("<Image>/Filters/Fixative")
+            procedure.set_documentation(
+                "Download the encoder Fixative needs",
+                "Has the Fixative engine download the recommended image encoder (taef2, 5.4 MB) from the "
+                "Hugging Face Hub and check it against its pinned SHA-256.",
+                name,
+            )
+            procedure.set_attribution("Fixative contributors", "Fixative contributors", "2025")
+            return procedure
         if name == EXPORT_PROC:
             # export_metadata=False: GIMP's own metadata writer must not replace the engine's
             # provenance metadata in the protected file.

@@ -24,6 +24,8 @@ NOT_INSTALLED_HELP = (
     "`pip install fixative` and then `fixative install krita`, and restart Krita."
 )
 
+RECOMMENDED_ENCODER = "taef2"
+NO_ENCODER = "no image encoder found"  # how the engine says it (fixative.models.discovery)
 FINISHED = client.TERMINAL_STATES if client is not None else ("done", "failed", "cancelled")
 _served: dict = {"choices": None, "version": 0}  # the running engine's option choices, once asked
 
@@ -166,6 +168,71 @@ class ProtectJob:
         self._update(state="done", progress=1.0, message="Protected.")
 
 
+def needs_encoder(message: str | None) -> bool:
+    """Whether a message is the engine's "no image encoder found" (the docker then offers to get one)."""
+    return NO_ENCODER in (message or "").lower()
+
+
+class EncoderDownload:
+    """ "Get the recommended encoder": the engine downloads it and checks its SHA-256; the GUI polls
+    ``snapshot()`` and may ``cancel()`` (nothing is kept then)."""
+
+    def __init__(self, client_factory: Callable[[], object] | None = None, name: str = RECOMMENDED_ENCODER):
+        self.client_factory = client_factory or default_client_factory
+        self.name = name
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._state = {"state": "running", "progress": 0.0, "message": f"Getting the {name} encoder…"}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> EncoderDownload:
+        self._thread = threading.Thread(target=self._run, name="fixative-get-encoder", daemon=True)
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._update(message="Cancelling the download…")
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return dict(self._state)
+
+    @property
+    def finished(self) -> bool:
+        return self.snapshot()["state"] in FINISHED
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """For scripts and tests only; the GUI never waits."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.snapshot()
+
+    def _update(self, **values) -> None:
+        with self._lock:
+            self._state.update(values)
+
+    def _on_progress(self, status: dict) -> None:
+        total, done = int(status.get("total") or 0), int(status.get("done") or 0)
+        file = status.get("file") or self.name
+        self._update(
+            progress=done / total if total else 0.0,
+            message=f"Downloading {file}: {done >> 20} of {total >> 20} MB",
+        )
+
+    def _run(self) -> None:
+        try:
+            engine = self.client_factory()
+            engine.get_model(self.name, on_progress=self._on_progress, should_cancel=self._cancel.is_set)
+        except Exception as exc:  # one line the docker can show
+            if self._cancel.is_set():
+                self._update(state="cancelled", message="Download cancelled; nothing was kept.")
+            else:
+                self._update(state="failed", message=f"Could not get the encoder: {describe_error(exc)}")
+            return
+        self._update(state="done", progress=1.0, message=f"The {self.name} encoder is ready (checked).")
+
+
 def describe_error(exc: BaseException) -> str:
     """One line a person can act on (never a traceback)."""
     module = client
@@ -231,9 +298,16 @@ class EngineStatus:
                 try:
                     version = engine.health().get("version", "")
                     remember_choices(engine)
+                    encoders = engine.models() if hasattr(engine, "models") else None
                 except Exception:
-                    version = ""
-                self.set("running", f"Engine running{' (' + version + ')' if version else ''}.")
+                    version, encoders = "", None
+                if encoders == []:
+                    self.set(
+                        "no-encoder",
+                        "Engine running, but it has no image encoder: press 'Get the recommended encoder'.",
+                    )
+                else:
+                    self.set("running", f"Engine running{' (' + version + ')' if version else ''}.")
             elif recorded():
                 self.set(
                     "stopped",

@@ -26,7 +26,7 @@ from .compat import (
     enum,
     image_from_rgba,
 )
-from .engine import choices_version
+from .engine import EncoderDownload, choices_version, needs_encoder
 from .settings import SOURCES, ProtectSettings, choice_pairs
 
 
@@ -169,10 +169,15 @@ class FixativeDocker(QWidget):
         self.progress.setValue(0)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(extension.controller.cancel)
+        self.cancel_button.clicked.connect(self._cancel)
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.cancel_button)
         layout.addLayout(progress_row)
+        self.get_encoder_button = QPushButton("Get the recommended encoder (taef2, 5.4 MB)")
+        self.get_encoder_button.setVisible(False)
+        self.get_encoder_button.clicked.connect(self._get_encoder)
+        layout.addWidget(self.get_encoder_button)
+        self.download: EncoderDownload | None = None
         self.message = self._wrapping_label("Ready.")
         self.engine = self._wrapping_label("Checking the Fixative engine…")
         self.summary = self._wrapping_label("")
@@ -222,18 +227,38 @@ class FixativeDocker(QWidget):
         self._remember()
         self.extension.protect_into_new_layer()
 
+    def _get_encoder(self) -> None:
+        self.download = EncoderDownload().start()
+
+    def _cancel(self) -> None:
+        if self.download is not None and not self.download.finished:
+            self.download.cancel()
+        else:
+            self.extension.controller.cancel()
+
     def refresh(self) -> None:
         """Timer tick: copy the worker's snapshot into the widgets (never waits on anything)."""
         state, text = self.extension.engine_status.snapshot()
         self.engine.setText(f"Engine: {text}")
         if self.form.choices_seen != choices_version():
             self.form.update_choices()
+        downloading = self.download is not None and not self.download.finished
+        if self.download is not None:
+            status = self.download.snapshot()
+            self.progress.setValue(int(1000 * float(status["progress"])))
+            self.message.setText(status["message"])
+            if not downloading:
+                if status["state"] == "done":
+                    self.extension.engine_status.refresh()
+                self.download = None
+        wanted = state == "no-encoder" or needs_encoder(self.message.text())
+        self.get_encoder_button.setVisible(wanted and not downloading)
         operation = self.extension.controller.current
-        running = operation is not None
+        running = operation is not None or downloading
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(not running)
         self.layer_button.setEnabled(not running)
-        if running:
+        if operation is not None:
             status = operation.job.snapshot()
             self.progress.setValue(int(1000 * float(status.get("progress") or 0.0)))
             self.message.setText(status["message"])
