@@ -119,24 +119,36 @@ def _check_writable(path: Path) -> None:
         raise FixativeError(f"{path}: cannot write it (a folder of that name exists)")
 
 
-def recorded_metadata(path: Path) -> dict | None:
-    """The Fixative metadata of a finished output, or None when the file is unreadable or truncated."""
+def metadata_of(data: bytes) -> dict | None:
+    """The Fixative metadata of an output's bytes, or None when they are not a whole readable image."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()  # a truncated file fails here
             return metadata.read(image)
     except Exception:  # any decoding problem means "not a finished output"
         return None
 
 
+def recorded_metadata(path: Path) -> dict | None:
+    """The Fixative metadata of a finished output, or None when the file is unreadable or truncated."""
+    try:
+        return metadata_of(path.read_bytes())
+    except OSError:
+        return None
+
+
+def matches(meta: dict | None, input_digest: str | None, expected_options: dict) -> bool:
+    """The one ``--skip-existing`` rule: same input bytes, same options."""
+    if not meta or meta.get("input_sha256") is None or input_digest is None:
+        return False
+    return meta["input_sha256"] == input_digest and meta.get("options", {}) == expected_options
+
+
 def is_done(output: Path, source: Path, expected_options: dict) -> bool:
     """Whether ``output`` is a complete Fixative output of ``source`` (same bytes) with the same options."""
-    meta = recorded_metadata(output)
-    if not meta or meta.get("input_sha256") is None:
-        return False
-    return meta["input_sha256"] == file_digest(source) and meta.get("options", {}) == expected_options
+    return matches(recorded_metadata(output), file_digest(source), expected_options)
 
 
 def summary(total: int, skipped: int, protected: int, failed: int) -> str:

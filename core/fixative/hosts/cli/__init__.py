@@ -24,6 +24,7 @@ COMMANDS = (
     "fixative.hosts.cli.check",
     "fixative.hosts.cli.models",
     "fixative.hosts.cli.doctor",
+    "fixative.hosts.batch.cli",
     "fixative.hosts.server.cli",
     "fixative.hosts.install.cli",
 )
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet_libraries()
+    else:
+        os.environ["FIXATIVE_VERBOSE"] = "1"
     try:
         return int(args.func(args) or 0)
     except (FixativeError, EngineError) as exc:
