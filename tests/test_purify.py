@@ -105,3 +105,23 @@ def test_eot_crop_keeps_flat_images_and_alignment():
     image = ramp(48, 48)[None]
     # geometry undone: the ramp stays where it was (only resampling blur remains)
     assert float((eot.crop_resample(image, 0.1) - image)[..., 4:-4].abs().max()) < 0.02
+
+
+def test_crop_and_resize_is_scored_against_the_equally_cropped_target(taef2):
+    """A copy equal to its target image keeps all of its strength through crop + resize once the target
+    is cropped the same way; scored against the uncropped target it would look mostly lost."""
+    from fixative.checks.robustness import robustness
+    from fixative.features import StrengthProbe
+    from fixative.targets import Target
+
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 96), indexing="ij")
+    original = torch.stack([yy, xx, (yy * xx).sqrt()]) * 0.8 + 0.1
+    goal = Target("style", "image", "a test target", image=torch.rand(3, 96, 96))
+    probe = StrengthProbe.build(taef2, goal, original)
+    crop = next(c for c in purify.standard() if c.name.startswith("crop"))
+    assert [c.name for c in purify.standard() if c.moves_pixels] == [crop.name]
+    row = robustness([probe], goal.image, original, [crop], 1.0, [])[0]
+    assert row.strength > 0.999
+    unaligned = probe.strength(crop.apply(goal.image), crop.apply(original))[0]
+    assert unaligned < 0.9  # what the check reported before it re-aligned the target

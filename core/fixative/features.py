@@ -8,6 +8,7 @@ The optimiser, ``check``, the report and the benchmarks all use this function, s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -124,6 +125,7 @@ class StrengthProbe:
     tiles: list[Tile]
     target: list[torch.Tensor]
     _target_view: list[torch.Tensor] | None = None
+    goal: TargetLike | None = None  # what the target features were made from (to re-align them)
 
     @classmethod
     def build(
@@ -137,7 +139,21 @@ class StrengthProbe:
         target = [
             goal.features(encoder, t.crop(ref), None if timg is None else t.crop(timg)) for t in tile_list
         ]
-        return cls(encoder, tile_list, target)
+        return cls(encoder, tile_list, target, goal=goal)
+
+    def realigned(
+        self, move: Callable[[torch.Tensor], torch.Tensor], moved_reference: torch.Tensor
+    ) -> StrengthProbe:
+        """The same target seen through a purification that moves pixels (crop and resize): the target
+        image goes through ``move`` too and a latent-transform target is rebuilt on ``moved_reference``
+        (the equally moved original), so what is scored is the protection, not the misalignment."""
+        if self.goal is None:
+            raise ValueError("this probe was not built from a target, so it cannot be re-aligned")
+        goal = self.goal
+        if goal.image is not None:
+            goal = dataclasses.replace(goal, image=move(goal.image))
+        reference = moved_reference if moved_reference.ndim == 3 else moved_reference[0]
+        return StrengthProbe.build(self.encoder, goal, reference, tile_list=self.tiles)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -270,6 +270,9 @@ class Purification:
     # what the purified protected image is compared with: the equally purified original ("purified"), or
     # the original itself ("original": for costly purifications that leave a clean image nearly unchanged)
     baseline: str = "purified"
+    # it moves pixels (crop and resize): scored against the target moved the same way, since a model that
+    # trains on the cropped copy sees the cropped target's features, not the uncropped ones
+    moves_pixels: bool = False
 
 
 def standard(impress_steps: int = 50) -> list[Purification]:
@@ -279,7 +282,7 @@ def standard(impress_steps: int = 50) -> list[Purification]:
         Purification("jpeg 75", lambda x: jpeg(x, 75), fast=True),
         Purification("jpeg 70", lambda x: jpeg(x, 70)),
         Purification("jpeg 50", lambda x: jpeg(x, 50)),
-        Purification("crop 10% + resize", lambda x: crop_resize(x, 0.1)),
+        Purification("crop 10% + resize", lambda x: crop_resize(x, 0.1), moves_pixels=True),
         Purification("downscale 0.5", lambda x: downscale_upscale(x, 0.5), fast=True),
         Purification("downscale 0.25", lambda x: downscale_upscale(x, 0.25)),
         Purification("gaussian blur 1.0", lambda x: gaussian_blur(x, 1.0)),

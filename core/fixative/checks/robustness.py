@@ -44,7 +44,8 @@ def robustness(
             notes.append(f"{item.name} skipped: {exc}")
             rows.append(row)
             continue
-        row.per_encoder = {p.encoder.name: round(p.strength(pp, oo)[0], 4) for p in probes}
+        scored = [p.realigned(item.apply, oo) for p in probes] if item.moves_pixels else probes
+        row.per_encoder = {p.encoder.name: round(p.strength(pp, oo)[0], 4) for p in scored}
         row.strength = min(row.per_encoder.values())
         row.survives = row.strength >= SURVIVES_STRENGTH
         if clean_strength:
