@@ -42,9 +42,9 @@ class ProtectWorker:
     def __init__(self, models: list[str] | None, device: str, threads: int) -> None:
         import torch
 
-        from ...hosts.cli import quiet_libraries
         from ...models import load_encoders
         from ...plugins import hooks
+        from ..quiet import quiet_libraries
 
         quiet_libraries()
         torch.set_num_threads(max(1, threads))

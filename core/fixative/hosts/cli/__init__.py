@@ -8,14 +8,13 @@ sub-command lives in its own module and imports the engine (torch) only when it 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import warnings
 
 from ...errors import FixativeError
 from ...fixative_client import EngineError
 from ...version import __version__
+from ..quiet import quiet_libraries
 from .arguments import Parser
 
 EXIT_ERROR = 2
@@ -44,16 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in COMMANDS:
         __import__(module_name, fromlist=["register"]).register(sub)
     return parser
-
-
-def quiet_libraries() -> None:
-    """Third-party warnings (torch, diffusers, huggingface_hub) stay off stderr unless ``-v``."""
-    warnings.filterwarnings("ignore")
-    for name in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
-        os.environ.setdefault(name, "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for logger in ("diffusers", "transformers", "huggingface_hub", "torch", "PIL"):
-        logging.getLogger(logger).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
