@@ -117,11 +117,15 @@ def measure(art, protected, method: str, anchor, encoder) -> dict:
     noise = (matched_noise(art, protected, seed=1) * 255).round() / 255
     seen = perceptual(art, protected)
     strength, noise_strength = probe.strength(protected, art)[0], probe.strength(noise, art)[0]
+    seen_share = probe.decoded_share(protected, art)  # what the model sees (None without a decoder)
+    noise_share = probe.decoded_share(noise, art)
     noise_ssim = float(kornia.metrics.ssim(noise[None], art[None], 11).mean())
     return {
         "strength": round(strength, 4),
         "noise_strength": round(noise_strength, 4),
         "x_noise": times_noise(strength, noise_strength),
+        "decoded_share": None if seen_share is None else round(seen_share, 4),
+        "noise_decoded_share": None if noise_share is None else round(noise_share, 4),
         "flat_rms_255": seen.flat_rms_255,
         "jnd_exceed_share": seen.jnd_exceed_share,
         "ssim": seen.ssim,
@@ -218,6 +222,105 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLOURS = {"style": "#1f77b4", "concept": "#d62728", "edit": "#2ca02c"}
+
+
+def frontier_points(result: dict) -> dict[str, list[dict]]:
+    """Per method, one point per budget: the means over images and sizes, sorted by flat-area RMS."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in result["rows"]:
+        if "error" not in r:
+            groups.setdefault((r["method"], r["budget"]), []).append(r)
+    points: dict[str, list[dict]] = {}
+    for (method, budget), rows in groups.items():
+
+        def mean(key, rows=rows):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            return sum(values) / len(values) if values else None
+
+        points.setdefault(method, []).append(
+            {
+                "budget": budget,
+                "flat_rms_255": mean("flat_rms_255"),
+                "jnd_exceed_share": mean("jnd_exceed_share"),
+                "strength": mean("strength"),
+                "decoded_share": mean("decoded_share"),
+                "noise_strength": mean("noise_strength"),
+            }
+        )
+    return {m: sorted(p, key=lambda q: q["flat_rms_255"]) for m, p in points.items()}
+
+
+def frontier_svg(result: dict, width: int = 720, height: int = 420) -> str:
+    """The visibility-strength frontier as a self-contained SVG: flat-area RMS change (x) against latent
+    strength (solid) and decoded share (dashed), one line per method, each point labelled with its budget;
+    the grey band is the issue's flat-area goal (at most 2/255)."""
+    points = frontier_points(result)
+    left, right, top, bottom = 60, 150, 30, 50
+    xs = [q["flat_rms_255"] for ps in points.values() for q in ps]
+    ys = [
+        q[k] for ps in points.values() for q in ps for k in ("strength", "decoded_share") if q[k] is not None
+    ]
+    x_max = max(2.5, max(xs) * 1.1)
+    y_max = max(0.1, max(ys) * 1.15)
+
+    def px(x: float) -> float:
+        return left + (width - left - right) * x / x_max
+
+    def py(y: float) -> float:
+        return height - bottom - (height - top - bottom) * max(y, 0) / y_max
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<rect x="{px(0):.1f}" y="{top}" width="{px(2) - px(0):.1f}" height="{height - top - bottom}" '
+        'fill="#eeeeee"/>',
+        f'<text x="{px(0) + 4:.1f}" y="{top + 12}" fill="#666">flat areas &#8804; 2/255</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" '
+        'stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+        f'<text x="{(left + width - right) / 2:.0f}" y="{height - 12}" text-anchor="middle">'
+        "RMS change in the flattest 15 % (0..255)</text>",
+        f'<text x="14" y="{(top + height - bottom) / 2:.0f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {(top + height - bottom) / 2:.0f})">share of the way to the target</text>',
+    ]
+    for i in range(6):
+        x = x_max * i / 5
+        out.append(f'<text x="{px(x):.1f}" y="{height - bottom + 14}" text-anchor="middle">{x:.1f}</text>')
+        y = y_max * i / 5
+        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+    for method, ps in points.items():
+        colour = COLOURS.get(method, "black")
+        for key, dash in (("strength", ""), ("decoded_share", ' stroke-dasharray="5,4"')):
+            chosen = [q for q in ps if q[key] is not None]
+            if not chosen:
+                continue
+            path = " ".join(f"{px(q['flat_rms_255']):.1f},{py(q[key]):.1f}" for q in chosen)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+            for q in chosen:
+                out.append(
+                    f'<circle cx="{px(q["flat_rms_255"]):.1f}" cy="{py(q[key]):.1f}" r="3" fill="{colour}"/>'
+                )
+                if key == "strength":
+                    label = q["budget"].replace(" JND", "")
+                    out.append(
+                        f'<text x="{px(q["flat_rms_255"]) + 4:.1f}" y="{py(q[key]) - 5:.1f}" '
+                        f'fill="{colour}">{label}</text>'
+                    )
+    legend_x = width - right + 12
+    for i, method in enumerate(points):
+        y = top + 16 + 36 * i
+        colour = COLOURS.get(method, "black")
+        out.append(f'<text x="{legend_x}" y="{y}" fill="{colour}" font-weight="bold">{method}</text>')
+        out.append(f'<text x="{legend_x}" y="{y + 13}" fill="{colour}">&#8212; latent, - - seen</text>')
+    y = top + 16 + 36 * len(points)
+    out.append(f'<text x="{legend_x}" y="{y}" fill="#444">labels: JND scale</text>')
+    out.append(f'<text x="{legend_x}" y="{y + 13}" fill="#444">{result["label"]}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -278,6 +381,8 @@ def main(argv=None) -> int:
         (out / f"{name}.md").write_text(markdown(result))
     if shown:
         crops_picture(shown, out / "visibility-crops.png")
+    if len(budgets) > 1 and any("error" not in r for r in rows):
+        (out / "latest-frontier.svg").write_text(frontier_svg(result))
     print(markdown(result))
     return 0
 

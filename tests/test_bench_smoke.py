@@ -99,3 +99,18 @@ def test_commands_that_need_no_model_never_import_torch(tmp_path):
         )
         assert proc.returncode in (0, 2), (name, proc.stderr[-500:])
         assert not imported_modules(proc.stderr) & set(HEAVY), name
+
+
+def test_the_frontier_plot_has_a_line_per_method_and_measure():
+    from bench.visibility import frontier_points, frontier_svg
+
+    rows = [
+        {"image": img, "size": 256, "method": m, "budget": f"{s} JND", "flat_rms_255": 1.3 * s,
+         "jnd_exceed_share": 0.0, "strength": 0.2 * s + i, "decoded_share": 0.1 * s, "noise_strength": 0.01}
+        for m in ("style", "edit") for s in (0.5, 1.0, 2.0) for i, img in enumerate(("a", "b"))
+    ]  # fmt: skip
+    points = frontier_points({"rows": rows})
+    assert [q["budget"] for q in points["style"]] == ["0.5 JND", "1.0 JND", "2.0 JND"]
+    assert abs(points["edit"][1]["strength"] - 0.7) < 1e-9  # the mean over images
+    svg = frontier_svg({"rows": rows, "label": "test"})
+    assert svg.startswith("<svg") and svg.count("<polyline") == 4
