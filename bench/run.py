@@ -2,6 +2,7 @@
 
     python -m bench.run            # the full suite (long on a CPU: see docs/speed.md)
     python -m bench.run --smoke    # tiny sizes, a minute; what the test suite runs
+    python -m bench.run --device cuda --quick   # the quick device check (bench/quick.py), minutes on a GPU
 
 Every configuration runs in a fresh subprocess (``bench.probe``) so its peak resident memory is its own;
 reference and presets are interleaved and repeated so shared-machine noise hits them alike; medians are
@@ -90,6 +91,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--tile", type=int, default=0, help="fixative's tile size (0: each encoder's default, as users get)"
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads per probe (0 = all cores)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the quick device check instead of the race: peak, seconds per step against the FLOP-based "
+        "limit per precision, and a 512² default protection (bench/quick.py)",
+    )
+    p.add_argument("--device", default="cpu", help="device of the quick check: cpu or cuda (default cpu)")
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
     p.add_argument("--models", default=str(SHARED / "models"))
     p.add_argument("--out", default=str(RESULTS))
@@ -388,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    if args.quick:
+        from . import quick
+
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return quick.main(args, _image_path(args.images[0]), log)
     result["race"] = race(args, log)
     result["rate"] = rate(args, log)
     result["growth"] = growth(result["rate"])

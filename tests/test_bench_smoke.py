@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,22 @@ def test_the_frontier_plot_has_a_line_per_method_and_measure():
     assert abs(points["edit"][1]["strength"] - 0.7) < 1e-9  # the mean over images
     svg = frontier_svg({"rows": rows, "label": "test"})
     assert svg.startswith("<svg") and svg.count("<polyline") == 4
+
+
+def test_the_quick_device_check_runs_on_a_cpu(tmp_path):
+    """`python -m bench.run --device cuda --quick` is the GPU command; the same code on a CPU, shrunk."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--smoke", "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "latest-quick.json").read_text())
+    assert [r["precision"] for r in result["steps"]] == ["fp32", "bf16"]
+    for row in result["steps"]:  # counted, not assumed: forward and backward cost more than forward alone
+        assert row["step_tflop"] > row["forward_tflop"] > 0 and row["seconds_per_step"] > 0
+        assert row["flop_limit_seconds"] == row["step_tflop"] / row["peak_tflops"]
+    assert {r["encoder"] for r in result["protect"]} == {"sd", "taef2"}
+    assert "share of limit" in (tmp_path / "latest-quick.md").read_text()

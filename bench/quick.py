@@ -1,0 +1,199 @@
+"""The quick device check (issue 18): ``python -m bench.run --device cuda --quick``.
+
+In one process, a few minutes on one GPU:
+
+1. the device's own matrix peak, measured (a large bf16 matmul on CUDA, fp32 on a CPU), in TFLOP/s;
+2. one optimiser step of the SD-sized VAE encoder (diffusers ``AutoencoderKL`` in the SD1.5 configuration,
+   random weights: same cost as real ones) at 512², per precision: seconds per step, the step's FLOPs
+   counted by ``torch.utils.flop_counter`` (forward and backward, not assumed), and the FLOP-based limit
+   (FLOPs / measured peak) beside it;
+3. ``fixative.optimise.run`` at quality ``default`` on the SD-sized encoder and on taef2 at 512², whole:
+   seconds and steps (the issue's goal for the SD-sized one is under a second on a GPU).
+
+``--smoke`` shrinks it to 64² and two steps (what the test suite runs on a CPU). Writes
+``bench/results/quick-<time>.json`` / ``.md`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+SD_FORWARD_TFLOP_512 = 1.08  # the issue's figure for the SD VAE encoder's forward pass at 512², to compare
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 8192, repeats: int = 10) -> dict:
+    """Achieved TFLOP/s of a square matmul in ``dtype`` on ``device``: the limit a step is held against."""
+    size = size if device.type == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    a @ b  # warm-up
+    synchronise(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronise(device)
+    seconds = (time.perf_counter() - started) / repeats
+    return {"dtype": str(dtype).removeprefix("torch."), "n": size, "tflops": 2 * size**3 / seconds / 1e12}
+
+
+def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int) -> dict:
+    """Seconds per optimiser step (median after a warm-up step) and the FLOPs of one step, counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fixative.features import DEFAULT_OVERLAP, StrengthProbe, tile_weight
+    from fixative.features import tiles as tiles_of
+    from fixative.optimise import loop
+
+    device = encoder.device
+    x = art[None].to(device)
+    budget = budget.to(device)
+    h, w = x.shape[-2:]
+    tile_list = tiles_of(h, w, loop.balanced_tile(h, w, max(h, w)), DEFAULT_OVERLAP)  # whole image
+    weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, device) for t in tile_list]
+    probe = StrengthProbe.build(encoder, goal, x[0], tile_list=tile_list)
+    start = [max(probe.squared_sum(x), 1e-12)]
+    problem = loop.Problem(x, budget, tile_list, weights, [probe], start, [None], [False])
+    delta = torch.zeros_like(x)
+    with FlopCounterMode(display=False) as counter:
+        loop.gradient(problem, delta, lambda v: v)
+    flops = counter.get_total_flops()
+    with torch.no_grad(), FlopCounterMode(display=False) as forward:
+        encoder(x)
+    timings = []
+    for _ in range(steps + 1):  # the first one pays the warm-up
+        synchronise(device)
+        t0 = time.perf_counter()
+        grad, _ = loop.gradient(problem, delta, lambda v: v)
+        delta = budget.project(delta - 1e-3 * grad.sign(), x)
+        synchronise(device)
+        timings.append(time.perf_counter() - t0)
+    return {
+        "seconds_per_step": statistics.median(timings[1:]),
+        "step_tflop": flops / 1e12,
+        "forward_tflop": forward.get_total_flops() / 1e12,
+    }
+
+
+def protect_time(encoder, art: torch.Tensor, goal, budget, steps: int | None = None) -> dict:
+    """``fixative.optimise.run`` at quality ``default`` (``steps`` to shorten it), whole: seconds, steps."""
+    import dataclasses
+
+    from fixative.optimise import run
+    from fixative.presets import quality
+
+    preset = quality("default")
+    if steps:
+        preset = dataclasses.replace(preset, steps=steps, eot_start=min(preset.eot_start, steps - 1))
+    synchronise(encoder.device)
+    result = run(art, [encoder], goal, budget, preset, seed=0)
+    synchronise(encoder.device)
+    return {"seconds": result.seconds, "steps": result.steps, "strength": result.history[-1]}
+
+
+def quick(args: argparse.Namespace, image: str, log) -> dict:
+    from fixative.optimise import perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.presets import intensity
+    from fixative.targets import TargetRequest, make_target
+
+    from .probe import load_artwork, load_encoder
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device here")
+    size, steps = (64, 2) if args.smoke else (512, 5)
+    precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
+    art = load_artwork(image, size)
+    budget = perceptual_budget(art, intensity("default").jnd_scale, intensity("default").epsilon)
+    goal = make_target(TargetRequest(method=args.method, artwork=art, seed=0), hooks())
+    out: dict = {"device": describe(device), "size": size, "steps": [], "protect": []}
+    for name in precisions:
+        peak = matmul_peak(device, DTYPES[name])
+        log(f"{args.device}: {name} matmul peak {peak['tflops']:.2f} TFLOP/s (n={peak['n']}, measured)")
+        encoder = load_encoder("sd", args.models).to(device=device, dtype=DTYPES[name])
+        cost = step_cost(encoder, art, goal, budget, steps)
+        limit = cost["step_tflop"] / peak["tflops"]
+        row = {"encoder": "sd", "precision": name, **cost, "peak_tflops": peak["tflops"]}
+        row["flop_limit_seconds"] = limit
+        row["share_of_limit"] = limit / cost["seconds_per_step"]
+        out["steps"].append(row)
+        log(
+            f"sd {size}² {name}: {cost['seconds_per_step']:.4f} s/step; the step is "
+            f"{cost['step_tflop']:.3f} TFLOP (forward {cost['forward_tflop']:.3f}), limit "
+            f"{limit:.4f} s at the measured peak ({100 * row['share_of_limit']:.0f} % of it)"
+        )
+        del encoder
+    fastest = min(out["steps"], key=lambda r: r["seconds_per_step"])["precision"]
+    for name in ("sd", "taef2"):
+        encoder = load_encoder(name, args.models).to(device=device, dtype=DTYPES[fastest])
+        timing = protect_time(encoder, art, goal, budget, steps=3 if args.smoke else None)
+        out["protect"].append({"encoder": name, "precision": fastest, **timing})
+        log(f"{name} {size}² default ({fastest}): {timing['seconds']:.2f} s, {timing['steps']} steps")
+        del encoder
+    return out
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name}, {props.total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
+    return f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def markdown(result: dict) -> str:
+    size = result["size"]
+    lines = [
+        f"# Quick device check ({result['started']})",
+        "",
+        f"{result['device']}. FLOP limit: the step's counted FLOPs / the measured matmul peak in its "
+        "precision.",
+        f"The issue's figure for the SD VAE encoder's forward pass at 512²: {SD_FORWARD_TFLOP_512} TFLOP.",
+        "",
+        "| encoder | size | precision | s / step | step TFLOP (forward) | peak TFLOP/s | FLOP limit s "
+        "| share of limit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["steps"]:
+        lines.append(
+            f"| SD-sized | {size}² | {r['precision']} | {r['seconds_per_step']:.4f} | {r['step_tflop']:.3f} "
+            f"({r['forward_tflop']:.3f}) | {r['peak_tflops']:.2f} | {r['flop_limit_seconds']:.4f} | "
+            f"{100 * r['share_of_limit']:.0f} % |"
+        )
+    lines += [
+        "",
+        "| encoder | size | precision | `default` seconds | steps | strength |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["protect"]:
+        lines.append(
+            f"| {r['encoder']} | {size}² | {r['precision']} | {r['seconds']:.2f} | {r['steps']} | "
+            f"{r['strength']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(args: argparse.Namespace, image: str, log) -> int:
+    """Run the quick check on ``image`` (a path) and write its table and JSON."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    result = {"started": started, **quick(args, image, log)}
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = markdown(result)
+    for name in (f"quick-{stamp}", "latest-quick"):
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+        (out_dir / f"{name}.md").write_text(text)
+    print(text)
+    return 0
