@@ -310,6 +310,6 @@ def test_run_on_cpu_keeps_freed_memory(monkeypatch, taef2, small_artwork):
 def test_fewer_steps_keep_the_default_hardening_share(monkeypatch, taef2, small_artwork):
     """--steps 8 on the default preset still ends with purified (EOT) steps, not 8 clean ones; the report
     records what was drawn."""
-    result = fixative.protect(small_artwork, models=taef2, steps=8)  # default: 8 of 20 clean -> 3 of 8
-    assert len(result.report.eot["draws"]) == 5  # steps 4..8 harden, EOT on every one of them
-    assert sum(result.report.eot["counts"].values()) == 5
+    result = fixative.protect(small_artwork, models=taef2, steps=8)  # default: 4 of 20 clean -> 2 of 8
+    assert len(result.report.eot["draws"]) == 6  # steps 3..8 harden, EOT on every one of them
+    assert sum(result.report.eot["counts"].values()) == 6
