@@ -2,7 +2,7 @@
 
 In one process, a few minutes on one GPU:
 
-1. the device's own matrix peak, measured (a large bf16 matmul on CUDA, fp32 on a CPU), in TFLOP/s;
+1. the device's own matrix peak in each precision, measured (a square matmul), in TFLOP/s;
 2. one optimiser step of the SD-sized VAE encoder (diffusers ``AutoencoderKL`` in the SD1.5 configuration,
    random weights: same cost as real ones) at 512², per precision: seconds per step, the step's FLOPs
    counted by ``torch.utils.flop_counter`` (forward and backward, not assumed), and the FLOP-based limit
@@ -52,19 +52,12 @@ def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int) -> dict:
     """Seconds per optimiser step (median after a warm-up step) and the FLOPs of one step, counted."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from fixative.features import DEFAULT_OVERLAP, StrengthProbe, tile_weight
-    from fixative.features import tiles as tiles_of
     from fixative.optimise import loop
 
+    x = art[None].to(encoder.device)
+    budget = budget.to(encoder.device)
+    problem = loop.prepare(x, budget, [encoder], goal, max(x.shape[-2:]))  # one tile: the whole image
     device = encoder.device
-    x = art[None].to(device)
-    budget = budget.to(device)
-    h, w = x.shape[-2:]
-    tile_list = tiles_of(h, w, loop.balanced_tile(h, w, max(h, w)), DEFAULT_OVERLAP)  # whole image
-    weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, device) for t in tile_list]
-    probe = StrengthProbe.build(encoder, goal, x[0], tile_list=tile_list)
-    start = [max(probe.squared_sum(x), 1e-12)]
-    problem = loop.Problem(x, budget, tile_list, weights, [probe], start, [None], [False])
     delta = torch.zeros_like(x)
     with FlopCounterMode(display=False) as counter:
         loop.gradient(problem, delta, lambda v: v)

@@ -73,8 +73,7 @@ class ProtectWorker:
 
     def _protect(self, row: dict) -> dict:
         from ...api import protect
-        from ...load.decode import decode
-        from ...load.image import from_decoded, load_bytes
+        from ...load.image import load_bytes
         from ...save.image import FORMATS, encode
 
         if row["error"]:
@@ -87,7 +86,7 @@ class ProtectWorker:
         options = row_options(row)
         if not options.overwrite and already_done(output, data, options):
             return {"status": "skipped", "error": ""}
-        artwork = from_decoded(decode(data, Path(source).name))
+        artwork = load_bytes(data, Path(source).name)
         artwork.source = source
         target = load_bytes(storage.read_bytes(str(row["target"])), "target") if row["target"] else None
         engine = options.engine_options().model_copy(
