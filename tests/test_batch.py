@@ -22,8 +22,14 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'fixa
 OPTIONS = ["--quality", "fast", "--method", "edit"]
 
 
+RAY_TEMP = Path(__file__).resolve().parents[1] / ".test-scratch" / "ray"  # Ray's session files stay here
+RAY_TEMP_MAX = 40  # Ray's Unix sockets live ~66 characters below its temp folder; paths stop at 107
+
+
 @pytest.fixture(scope="module")
 def local_ray():
+    if len(str(RAY_TEMP)) > RAY_TEMP_MAX:
+        pytest.skip(f"{RAY_TEMP} is too long a path for Ray's sockets (at most {RAY_TEMP_MAX} characters)")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     ray.init(
         num_cpus=2,
@@ -31,6 +37,7 @@ def local_ray():
         configure_logging=False,
         log_to_driver=False,
         _node_ip_address="127.0.0.1",  # loopback only
+        _temp_dir=str(RAY_TEMP),  # inside the checkout, not /tmp/ray
     )
     yield
     ray.shutdown()
