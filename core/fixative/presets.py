@@ -34,6 +34,7 @@ class Quality:
     eot_start: int = 0  # clean steps before the first purified one: converge first, then harden
     harden_step: float | None = None  # if set, the steps from eot_start decay anew from this share of epsilon
     random_start: float = 0.1  # uniform random start, as a share of the limit (makes the seed matter)
+    bank_start: bool = True  # start from the encoder's trained universal perturbation when one fits
     view_weight: float = (
         0.0  # weight of the loss on what the model sees (its decoder's picture), when it has one
     )

@@ -115,6 +115,7 @@ class ProtectReport(Record):
     seed: int
     options: dict = field(default_factory=dict)
     eot: dict = field(default_factory=dict)  # the purifications drawn while hardening, by kind
+    start: str = "random"  # where the optimiser started: seeded noise, or a bank's universal perturbation
     transfer: list[EncoderStrength] = field(default_factory=list)  # other families found here, not optimised
     notes: list[str] = field(default_factory=list)
     definitions: dict = field(default_factory=dict)

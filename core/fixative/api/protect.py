@@ -288,6 +288,7 @@ def make_report(
         seed=opts.seed,
         options=opts.recorded(),
         eot=eot.summary(optimised.draws),
+        start=optimised.start,
         notes=list(artwork.notes),
         definitions=DEFINITIONS,
     )

@@ -20,7 +20,8 @@ from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, StrengthProbe, Tile, tile_
 from ..presets import Quality
 from . import eot
 from .allocator import reuse_freed_memory
-from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance, to_rgb
+from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance
+from .start import starting_point
 
 ProgressFn = Callable[[int, int, dict], None]
 CancelFn = Callable[[], bool]
@@ -34,6 +35,7 @@ class OptimiseResult:
     stopped_early: bool
     history: list[float] = field(default_factory=list)  # estimated strength after each step
     draws: list[eot.Draw] = field(default_factory=list)  # the purifications the hardening steps trained on
+    start: str = "random"  # where the first perturbation came from (optimise.start)
 
 
 @dataclass
@@ -204,8 +206,8 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
     with reuse_freed_memory(device.type == "cpu"):
-        start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(device) * quality.random_start
-        delta = budget.project(to_rgb(start * budget.limit), x)  # small and seeded: the seed matters
+        begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
+        delta = begin.delta
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
         descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget)
         delta, early = descent.run(
@@ -218,6 +220,7 @@ def run(
         stopped_early=early,
         history=descent.history,
         draws=descent.draws,
+        start=begin.source,
     )
 
 
