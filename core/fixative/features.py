@@ -105,6 +105,16 @@ def strength(
     return 1.0 - distance(protected, target) / start
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """One version of an image scored against the original (``StrengthProbe.compare``)."""
+
+    strength: float
+    distance_before: float
+    distance_after: float
+    decoded_share: float | None  # None when the encoder has no decoder
+
+
 class TargetLike(Protocol):
     """What a probe needs of a target (``fixative.targets.Target``)."""
 
@@ -189,6 +199,22 @@ class StrengthProbe:
             with torch.no_grad():
                 self._target_view = [self.encoder.decode(z) for z in self.target]
         return self._target_view
+
+    @torch.no_grad()
+    def compare(self, original: torch.Tensor, *versions: torch.Tensor) -> list[Comparison]:
+        """``strength`` and ``decoded_share`` of each version against ``original``, with the original
+        encoded and decoded once (a report scores the protected file and its matched noise)."""
+        o = self.features(original)
+        o_view = [self.encoder.decode(z) for z in o] if self.sees else None
+        out = []
+        for version in versions:
+            f = self.features(version)
+            share = None
+            if o_view is not None:
+                share = strength([self.encoder.decode(z) for z in f], o_view, self.target_view())
+            before, after = distance(o, self.target), distance(f, self.target)
+            out.append(Comparison(strength(f, o, self.target), before, after, share))
+        return out
 
     def decoded_share(self, protected: torch.Tensor, original: torch.Tensor) -> float | None:
         """How far what the model sees moved toward the target's picture:

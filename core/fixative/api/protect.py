@@ -199,19 +199,17 @@ def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goa
 
 
 def strength_row(probe: StrengthProbe, original, protected, noise) -> EncoderStrength:
-    s, before, after = probe.strength(protected, original)
-    null = probe.strength(noise, original)[0]
-    share = probe.decoded_share(protected, original)
-    null_share = probe.decoded_share(noise, original)
+    scored, null = probe.compare(original, protected, noise)
+    share, null_share = scored.decoded_share, null.decoded_share
     encoder = probe.encoder
     return EncoderStrength(
         name=encoder.name,
         family=encoder.family,
-        strength=round(s, 4),
-        distance_before=round(before, 5),
-        distance_after=round(after, 5),
-        noise_strength=round(null, 4),
-        vs_noise=times_noise(s, null),
+        strength=round(scored.strength, 4),
+        distance_before=round(scored.distance_before, 5),
+        distance_after=round(scored.distance_after, 5),
+        noise_strength=round(null.strength, 4),
+        vs_noise=times_noise(scored.strength, null.strength),
         decoded_share=None if share is None else round(share, 4),
         noise_decoded_share=None if null_share is None else round(null_share, 4),
     )
