@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -81,11 +82,14 @@ def purifications() -> dict:
 
 @torch.no_grad()
 def measure(encoder, goal, original: torch.Tensor, protected: torch.Tensor, tile: int) -> dict:
-    """Strength (``fixative.features.strength``) clean and after each purification of the protected image."""
+    """Strength (``fixative.features.strength``) clean and after each purification of the protected image,
+    and the decoded share when the encoder has a decoder."""
     from fixative.features import StrengthProbe
 
     probe = StrengthProbe.build(encoder, goal, original, tile)
     out = {"strength": probe.strength(protected, original)[0]}
+    # What the model sees (the decoder's picture) moved toward the target's: the share issue 15 asks for.
+    out["decoded_share"] = probe.decoded_share(protected, original)
     for name, purify in purifications().items():
         out[f"strength_{name}"] = probe.strength(quantised(purify(protected[None]))[0], original)[0]
     return out
@@ -106,7 +110,8 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
         seconds = time.perf_counter() - started
         steps, delta, history = result.steps, result.delta, result.history
     else:
-        preset = quality(spec["runner"])
+        preset = quality(spec["runner"])  # "bank": false races a preset that uses the start bank without it
+        preset = dataclasses.replace(preset, bank_start=preset.bank_start and spec.get("bank", True))
         result = run(art, [encoder], goal, budget, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
         seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history
     protected = quantised(art + delta)
@@ -115,6 +120,7 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
         "steps": steps,
         "linf_255": float((protected - art).abs().max()) * 255,
         "history": [round(h, 4) for h in history if h is not None],
+        "start": "none (reference)" if spec["runner"] == "reference" else result.start,
     }
     out.update(measure(encoder, goal, art, protected, tile))
     return out

@@ -77,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--encoders", type=_names, default=["taef2", "sd"], help="encoders of the speed/memory scan"
     )
     p.add_argument("--qualities", type=_names, default=["fast", "default", "slow"])
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="also race each preset from seeded noise instead of the start bank (what the bank buys)",
+    )
     p.add_argument("--method", default="style", choices=["style", "edit"])
     p.add_argument("--ref-steps", type=int, default=100, help="steps of the reference PGD loop")
     p.add_argument("--repeats", type=int, default=1, help="race repetitions (medians reported)")
@@ -166,7 +171,10 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                     "ref_steps": args.ref_steps,
                     "tile": args.tile,
                 }
-                runs: dict[str, list[dict]] = {"reference": [], **{q: [] for q in args.qualities}}
+                variants = [(q, q, True) for q in args.qualities]
+                if args.cold:  # the presets that use the start bank, from seeded noise: what the bank buys
+                    variants += [(f"{q} (random start)", q, False) for q in args.qualities if _banked(q)]
+                runs: dict[str, list[dict]] = {"reference": [], **{label: [] for label, _, _ in variants}}
                 too_big = reference_does_not_fit(encoder, size)
                 if too_big:
                     log(f"race {encoder} {size}px: not run, {too_big}")
@@ -177,14 +185,14 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                     runs["reference"].append(ref)
                     log(f"race {encoder} {size}px #{repeat + 1} reference: {_brief(ref)}")
                     goal = ref.get("strength")
-                    for quality in args.qualities:
+                    for label, quality, bank in variants:
                         out = (
-                            probe({**base, "runner": quality, "stop_at": goal}, args)
+                            probe({**base, "runner": quality, "stop_at": goal, "bank": bank}, args)
                             if goal is not None
                             else {"error": "reference failed"}
                         )
-                        runs[quality].append(out)
-                        log(f"race {encoder} {size}px #{repeat + 1} {quality}: {_brief(out)}")
+                        runs[label].append(out)
+                        log(f"race {encoder} {size}px #{repeat + 1} {label}: {_brief(out)}")
                 ref_seconds = _median(runs["reference"], "seconds")
                 ref_strength = _median(runs["reference"], "strength")
                 for runner, results in runs.items():
@@ -195,6 +203,7 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                         "strength",
                         "strength_jpeg75",
                         "strength_resize0.5",
+                        "decoded_share",
                         "peak_rss_mb",
                         "linf_255",
                         "load",
@@ -210,8 +219,15 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                             and row["strength"] >= ref_strength - 0.005
                         )
                     row["history"] = next((r["history"] for r in results if "history" in r), [])
+                    row["start"] = next((r["start"] for r in results if "start" in r), None)
                     rows.append(row)
     return rows
+
+
+def _banked(name: str) -> bool:
+    from fixative.presets import quality
+
+    return quality(name).bank_start
 
 
 def _row(encoder: str, image: str, size: int, runner: str, results: list[dict]) -> dict:
@@ -312,19 +328,21 @@ def markdown(result: dict) -> str:
             "## Strength race (time to reach the reference's final strength)",
             "",
             "| encoder | size | runner | seconds | steps | s/step | strength | after JPEG 75 | after 0.5x | "
-            "speedup | reached | peak RSS MB | load |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "decoded share | speedup | reached | start | peak RSS MB | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     for r in result["race"]:
         if r.get("skipped"):
             lines.append(
-                f"| {r['encoder']} | {r['size']}² | reference | not run: {r['skipped']} |" + " |" * 9
+                f"| {r['encoder']} | {r['size']}² | reference | not run: {r['skipped']} |" + " |" * 11
             )
             continue
         lines.append(
             f"| {r['encoder']} | {r['size']}² | {r['runner']} | {_fmt(r['seconds'])} | {_fmt(r['steps'])} | "
             f"{_fmt(r.get('seconds_per_step'))} | {_fmt(r['strength'])} | {_fmt(r['strength_jpeg75'])} | "
-            f"{_fmt(r['strength_resize0.5'])} | {_fmt(r.get('speedup'))} | {_fmt(r.get('reached'))} | "
+            f"{_fmt(r['strength_resize0.5'])} | {_fmt(r.get('decoded_share'))} | {_fmt(r.get('speedup'))} | "
+            f"{_fmt(r.get('reached'))} | "
+            f"{_fmt(r.get('start'))} | "
             f"{_fmt(r['peak_rss_mb'])} | {_fmt(r['load'])} |"
         )
     if result["rate"]:

@@ -28,6 +28,9 @@ def test_smoke_writes_table_and_json(tmp_path):
         "taef2",
         "--qualities",
         "fast,default",
+        "--method",
+        "edit",
+        "--cold",
         "--out",
         str(tmp_path),
     ]
@@ -35,12 +38,15 @@ def test_smoke_writes_table_and_json(tmp_path):
     result = json.loads((tmp_path / "latest.json").read_text())
     table = (tmp_path / "latest.md").read_text()
     runners = [r["runner"] for r in result["race"]]
-    assert runners == ["reference", "fast", "default"]
+    assert runners == ["reference", "fast", "default", "fast (random start)"]  # default: no bank to drop
+    starts = [r["start"] for r in result["race"]]
+    assert starts == ["none (reference)", "bank taef2 edit:grey", "random", "random"]
     reference = result["race"][0]
     assert reference["steps"] == 3 and 0 < reference["strength"] <= 1
     for row in result["race"][1:]:
         assert row["linf_255"] <= 8 + 1e-3  # the shared budget holds (float32 rounding aside)
         assert row["strength_jpeg75"] is not None and row["strength_resize0.5"] is not None
+        assert row["decoded_share"] is not None  # taef2's decoder is beside its encoder
         assert row["speedup"] > 0 and row["steps"] >= 1
     scan = {(r["size"], r["runner"]) for r in result["rate"]}
     assert {(32, "fixative"), (64, "fixative"), (32, "reference")} <= scan

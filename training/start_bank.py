@@ -1,6 +1,6 @@
 """Train the start bank: one universal perturbation per target kind for one encoder family.
 
-    python -m training.start_bank                      # taef2, every built-in kind (~25 min on 2 cores)
+    python -m training.start_bank                      # taef2, the edit patterns (~11 min on 2 cores)
     python -m training.start_bank --keys edit:grey --steps 20 --out /tmp/bank.safetensors   # a try-out
 
 Each step draws random crops of the *training* artworks, makes each crop's target with Fixative's own
@@ -40,7 +40,10 @@ TRAIN_IMAGES = [
     "photo_rocket.jpg",
 ]
 HELD_OUT = ["hokusai_great_wave.jpg", "mucha_reverie.jpg", "vangogh_starry_night.jpg", "photo_chelsea.png"]
-KEYS = ["style:charcoal", "style:pop", "style:mosaic", "edit:grey", "edit:pattern"]
+# The edit shield's fixed patterns: there a universal start measurably helps (docs/speed.md, "Start
+# bank"). The built-in style kinds can be trained too (``--keys style:charcoal,...``), but their targets
+# follow each artwork: the patterns reached 0.06-0.15 on unseen artworks and made the race slower.
+KEYS = ["edit:grey", "edit:pattern"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,7 +94,7 @@ def make_target_image(key: str, crop: torch.Tensor) -> torch.Tensor:
 class Crops:
     """Random crops aligned to the latent grid (multiples of 16), with their budgets and target features."""
 
-    def __init__(self, artworks, encoder, key: str, crop: int, jnd_scale: float, seed: int) -> None:
+    def __init__(self, artworks, encoder, key: str, crop: int, jnd_scale: float, seed: str) -> None:
         self.artworks, self.encoder, self.key, self.crop, self.jnd = artworks, encoder, key, crop, jnd_scale
         self.rng = random.Random(seed)
 
@@ -170,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     unseen = load_artworks(args.images, held_out, args.size)
     log = functools.partial(print, flush=True)
     patterns, measured = {}, {}
-    for n, key in enumerate(_names(args.keys)):
+    for key in _names(args.keys):
         print(f"{key}: {args.steps} steps of {args.batch} crops of {args.crop}²", flush=True)
-        crops = Crops(artworks, encoder, key, args.crop, args.jnd_scale, args.seed + n)
+        crops = Crops(artworks, encoder, key, args.crop, args.jnd_scale, f"{args.seed}:{key}")
         patterns[key] = train_pattern(crops, args.period, args.steps, args.batch, args.lr, log)
         measured[key] = held_out_strength(patterns[key], encoder, key, unseen, args.jnd_scale, args.seed)
         print(f"  held out {held_out}: {measured[key]}", flush=True)
