@@ -153,6 +153,29 @@ def test_tiles_blend_without_seams(taef2, small_artwork):
     assert result.report["strength"] > 0.1
 
 
+def test_batched_tiles_give_the_same_gradient(taef2, small_artwork):
+    """The GPU path's batched tiles (issue 18): same gradient and estimate as one tile at a time, clean,
+    through a differentiable JPEG and through a resize, with the decoder-view loss on."""
+    from fixative.optimise import eot, loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork).copy()).permute(2, 0, 1).float() / 255
+    budget = perceptual_budget(art, 1.0, 12 / 255)
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    problem = loop.prepare(art[None], budget, [taef2], goal, tile=96, view_weight=2.0)
+    assert len(loop.tile_batches(problem.tiles, 4)) < len(problem.tiles)  # some tiles do share a batch
+    delta = (torch.rand(art[None].shape, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.02
+    for transform in (eot.CLEAN, eot.Draw("jpeg", 70.0), eot.Draw("resize", 0.5)):
+        one, one_estimate = loop.gradient(problem, delta, transform, view_weight=2.0, tile_batch=1)
+        four, four_estimate = loop.gradient(problem, delta, transform, view_weight=2.0, tile_batch=4)
+        # float32 convolutions of a batch sum in another order: equal to ~1e-5 of the largest entry
+        assert float((one - four).abs().max()) < 1e-3 * float(one.abs().max()), transform
+        assert abs(one_estimate[0] - four_estimate[0]) < 1e-4
+    with pytest.raises(BadParameterError, match="tile_batch"):
+        fixative.protect(small_artwork, "edit", models=[taef2], tile_batch=0)
+
+
 def test_mask_limits_where_pixels_change(taef2, small_artwork):
     small = small_artwork.resize((96, 64))
     mask = torch.zeros(64, 96)

@@ -120,6 +120,10 @@ class ProtectOptions(BaseModel):
     tile: int | None = option(
         None, "tile size in pixels: memory is bounded by it (default per model)", hosts=(CLI, SERVER), ge=64
     )
+    tile_batch: int | None = option(
+        None, "tiles per encoder call (default: 1 on a CPU, 4 on a GPU); more uses more memory",
+        hosts=(CLI, SERVER), ge=1, le=64,
+    )  # fmt: skip
     device: str | None = option(None, "cpu (default), cuda, cuda:N, mps or auto", hosts=(CLI, SERVER))
     dtype: Literal[PRECISIONS] = option(
         "fp32", "numeric precision of the encoders", hosts=(CLI, SERVER), flag="--precision"

@@ -98,6 +98,7 @@ def protect(
     optimised = run(  # 6
         work.rgb, encoders, goal, budget, effort, seed=opts.seed, optimizer=opts.optimizer,
         lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
+        tile_batch=opts.tile_batch,
     )  # fmt: skip
     pil, protected = quantise(work, optimised.delta, budget)  # 7
     report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8

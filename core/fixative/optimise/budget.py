@@ -224,8 +224,10 @@ def lpips_model(device: str = "cpu"):
     return model
 
 
-def lpips_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+def lpips_distance(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> torch.Tensor | None:
+    """LPIPS between (B, 3, H, W) batches: the mean, or one distance per image (``per_image``)."""
     model = lpips_model(str(a.device))
     if model is None:
         return None
-    return model(a * 2 - 1, b * 2 - 1).mean()
+    dist = model(a * 2 - 1, b * 2 - 1)
+    return dist.flatten() if per_image else dist.mean()

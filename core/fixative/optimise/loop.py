@@ -24,6 +24,9 @@ from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance
 from .start import starting_point
 
 ProgressFn = Callable[[int, int, dict], None]
+# Tiles per encoder call off the CPU: a GPU runs a batch of tiles in about the time of one. Not yet
+# measured on a GPU (none was lent to this project); ``--tile-batch`` overrides it.
+GPU_TILE_BATCH = 4
 CancelFn = Callable[[], bool]
 
 
@@ -53,12 +56,15 @@ class Problem:
 
 
 def _channels_last(encoder) -> bool:
-    """Switch TAESD-family encoders on CPU to channels-last (oneDNN convolutions).
+    """Switch encoders to channels-last where it pays: TAESD-family ones on CPU (oneDNN convolutions), and
+    every encoder on CUDA (cuDNN's tensor-core convolutions in fp16/bf16 want NHWC).
 
     Measured in bench/ on a 2-core AVX CPU: taef2 forward+backward at 256² 0.38 s instead of 0.47 s; the
-    SD-sized AutoencoderKL (GroupNorm, attention) gained nothing, so it is left alone.
+    SD-sized AutoencoderKL (GroupNorm, attention) gained nothing there, so on CPU it is left alone. On CUDA
+    not yet measured (no GPU lent to this project): ``python -m bench.run --device cuda --quick`` will say.
     """
-    if encoder.device.type != "cpu" or not str(getattr(encoder, "family", "")).startswith("tae"):
+    family = str(getattr(encoder, "family", ""))
+    if not (encoder.device.type == "cuda" or (encoder.device.type == "cpu" and family.startswith("tae"))):
         return False
     encoder.to(memory_format=torch.channels_last)
     return True
@@ -103,6 +109,14 @@ def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
     )
 
 
+def tile_batches(tile_list: list[Tile], size: int) -> list[list[int]]:
+    """Indices of tiles run through the encoders together: same-sized tiles, at most ``size`` at once."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, t in enumerate(tile_list):
+        groups.setdefault((t.height, t.width), []).append(k)
+    return [ks[i : i + max(1, size)] for ks in groups.values() for i in range(0, len(ks), max(1, size))]
+
+
 def gradient(
     problem: Problem,
     delta: torch.Tensor,
@@ -111,40 +125,46 @@ def gradient(
     lpips_budget: float = 0.0,
     cancel: CancelFn | None = None,
     view_weight: float = 0.0,
+    tile_batch: int = 1,
 ) -> tuple[torch.Tensor, list[float]]:
     """The blended gradient of the normalised loss, and each encoder's strength estimate.
 
     The loss pulls each encoder's latents toward the target's and, with ``view_weight``, what its decoder
     makes of them toward its picture of the target: latent directions the decoder ignores then count for
-    nothing, so what the model sees moves too."""
+    nothing, so what the model sees moves too. ``tile_batch`` same-sized tiles go through the encoders as
+    one batch (a GPU's work per call; on a CPU one at a time keeps memory at one tile)."""
     grad = torch.zeros_like(delta)
     norm = torch.zeros_like(problem.images[:, :1])
     sq = [0.0] * len(problem.probes)
-    for k, (t, weight) in enumerate(zip(problem.tiles, problem.weights, strict=True)):
+    for batch in tile_batches(problem.tiles, tile_batch):
         if cancel is not None and cancel():
             raise Cancelled()
-        d = t.crop(delta).detach().clone().requires_grad_(True)
-        original = t.crop(problem.images)
+        chosen = [problem.tiles[k] for k in batch]
+        d = torch.cat([t.crop(delta) for t in chosen]).detach().clone().requires_grad_(True)
+        original = torch.cat([t.crop(problem.images) for t in chosen])
         x = original + d
         seen = transform(x)
         loss = x.new_zeros(())
         for e, probe in enumerate(problem.probes):
             fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
             latents = probe.encoder(fed)
-            term = (latents - probe.target[k]).pow(2).sum()
+            target = torch.cat([probe.target[k] for k in batch])
+            term = (latents - target).pow(2).sum()
             sq[e] += float(term.detach())
             loss = loss + term / problem.start[e]
             if view_weight > 0 and problem.view_start[e] is not None:
                 seen_by_model = probe.encoder.decode(latents)
-                view = (seen_by_model - probe.target_view()[k]).pow(2).sum()
+                pictures = torch.cat([probe.target_view()[k] for k in batch])
+                view = (seen_by_model - pictures).pow(2).sum()
                 loss = loss + view_weight * view / problem.view_start[e]
         if lpips_weight > 0:
-            dist = lpips_distance(x, original)
+            dist = lpips_distance(x, original, per_image=True)
             if dist is not None:
-                loss = loss + lpips_weight * F.relu(dist - lpips_budget)
+                loss = loss + lpips_weight * F.relu(dist - lpips_budget).sum()
         loss.backward()
-        t.crop(grad).add_(d.grad * weight)
-        t.crop(norm).add_(weight)
+        for j, (t, k) in enumerate(zip(chosen, batch, strict=True)):
+            t.crop(grad).add_(d.grad[j : j + 1] * problem.weights[k])
+            t.crop(norm).add_(problem.weights[k])
     return grad / norm.clamp_min(1e-8), [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
 
 
@@ -191,11 +211,13 @@ def run(
     stop_at: float | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    tile_batch: int | None = None,
 ) -> OptimiseResult:
     """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once, inside ``budget``.
 
     ``stop_at`` overrides the preset's early-stop strength (the benchmarks use it to time how long
-    reaching a given strength takes).
+    reaching a given strength takes). ``tile_batch``: tiles per encoder call (default: 1 on a CPU,
+    ``GPU_TILE_BATCH`` elsewhere).
     """
     if optimizer not in ("pgd", "adam"):
         raise BadParameterError(f"unknown optimizer {optimizer!r}; use pgd or adam")
@@ -209,7 +231,8 @@ def run(
         begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
         delta = begin.delta
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
-        descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget)
+        batch = tile_batch or (1 if device.type == "cpu" else GPU_TILE_BATCH)
+        descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch)
         delta, early = descent.run(
             delta, quality.early_stop if stop_at is None else stop_at, progress, cancel
         )
@@ -227,8 +250,18 @@ def run(
 class Descent:
     """The steps themselves: gradient (clean or through drawn purifications), momentum, step, projection."""
 
-    def __init__(self, problem: Problem, quality: Quality, optimizer, generator, lpips_weight, lpips_budget):
+    def __init__(
+        self,
+        problem: Problem,
+        quality: Quality,
+        optimizer,
+        generator,
+        lpips_weight,
+        lpips_budget,
+        tile_batch=1,
+    ):
         self.problem, self.quality, self.generator = problem, quality, generator
+        self.tile_batch = tile_batch
         self.schedule = Schedule(quality)
         self.optimizer = optimizer
         self.lpips = (lpips_weight, lpips_budget)
@@ -273,7 +306,13 @@ class Descent:
         grad, estimate = torch.zeros_like(delta), None
         for transform in drawn or [eot.CLEAN]:
             g, strengths = gradient(
-                self.problem, delta, transform, *self.lpips, cancel, view_weight=self.quality.view_weight
+                self.problem,
+                delta,
+                transform,
+                *self.lpips,
+                cancel,
+                view_weight=self.quality.view_weight,
+                tile_batch=self.tile_batch,
             )
             grad += g
             estimate = min(strengths) if estimate is None else estimate
