@@ -259,15 +259,16 @@ def test_lpips_penalty_is_used_when_weights_exist(monkeypatch, taef2, small_artw
 
     calls = []
 
-    def fake_lpips(a, b):
-        calls.append(1)
-        return (a - b).abs().mean() * 10
+    def fake_lpips(a, b, per_image=False):
+        calls.append(per_image)
+        distance = (a - b).abs().flatten(1).mean(1) * 10
+        return distance if per_image else distance.mean()
 
     monkeypatch.setattr(loop, "lpips_distance", fake_lpips)
     fixative.protect(
         small_artwork.resize((64, 48)), "edit", models=[taef2], steps=2, quality="fast", lpips_weight=1.0
     )
-    assert calls
+    assert calls and all(calls)  # one distance per tile of a batch, each penalised on its own
 
 
 @pytest.mark.parametrize(
