@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,9 +15,21 @@ TAESD_DIR = SHARED / "models" / "taesd"
 DEFAULT_EPS_255 = 12  # the default intensity's hard L-inf cap, in 0..255 steps (see fixative.presets)
 IMAGES = SHARED / "images"
 
+SCRATCH = ROOT / ".test-scratch"  # what the tests write stays inside the checkout (git ignores it)
+
 os.environ.setdefault("FIXATIVE_MODELS", str(SHARED / "models"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """pytest's tmp_path folders and Python's temporary files (the engine's job folders) under SCRATCH,
+    not /tmp, unless ``--basetemp`` says otherwise."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(SCRATCH / "pytest")
+    (SCRATCH / "tmp").mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(SCRATCH / "tmp")
 
 
 def _need(path: Path) -> Path:
