@@ -111,3 +111,32 @@ def test_protect_reports_where_it_started(taef2, small_artwork, anchor_path):
     assert edit.report.start == "bank taef2 edit:grey"
     concept = protect(small_artwork, "concept", models=taef2, quality="fast", steps=1, target=anchor_path)
     assert concept.report.start == "random"
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (["--keys", "style:nope"], "unknown kind 'style:nope'"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--crop", "900"], "larger than --size"),
+        (["--train", "no_such_artwork.jpg", "--held-out", "hokusai_great_wave.jpg"], "no such file"),
+    ],
+)
+def test_training_script_refuses_bad_settings_in_one_line(bad, says, taef2_path, tmp_path):
+    from training.start_bank import main
+
+    with pytest.raises(SystemExit, match=says) as stopped:
+        main(["--encoder", str(taef2_path), "--images", str(IMAGES), "--out", str(tmp_path / "b"), *bad])
+    assert "\n" not in str(stopped.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_damaged_bank_means_a_start_from_noise(monkeypatch, tmp_path):
+    (tmp_path / "fam.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    monkeypatch.setattr(start, "BANKS", tmp_path)
+    start.bank_for.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="unreadable"):
+            assert start.bank_for("fam") is None
+    finally:
+        start.bank_for.cache_clear()

@@ -69,6 +69,28 @@ def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """One line and exit 2 for settings that cannot train (before any model is loaded)."""
+    from fixative.targets.patterns import PATTERNS
+    from fixative.targets.styles import STYLES
+
+    known = [f"style:{name}" for name in STYLES] + [f"edit:{name}" for name in PATTERNS]
+    unknown = [key for key in _names(args.keys) if key not in known]
+    problems = [f"unknown kind {key!r} (choose from {', '.join(known)})" for key in unknown]
+    for name in ("steps", "batch", "crop", "period", "size"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be at least 1")
+    if args.crop > args.size:
+        problems.append(f"--crop {args.crop} is larger than --size {args.size}")
+    if not _names(args.keys) or not _names(args.train) or not _names(args.held_out):
+        problems.append("--keys, --train and --held-out each need at least one name")
+    if set(_names(args.train)) & set(_names(args.held_out)):
+        overlap = sorted(set(_names(args.train)) & set(_names(args.held_out)))
+        problems.append(f"training and held-out artworks overlap: {overlap}")
+    if problems:
+        raise SystemExit(f"python -m training.start_bank: {problems[0]}")
+
+
 def load_artworks(folder: str, names: list[str], size: int) -> list[torch.Tensor]:
     from fixative.load import load_image
     from fixative.targets import fit_to
@@ -160,17 +182,20 @@ def held_out_strength(pattern, encoder, key: str, artworks, jnd_scale: float, se
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_inputs(args)
+    from fixative.errors import FixativeError
     from fixative.models import load_encoders
     from fixative.optimise.start import BANKS, StartBank, save_bank
     from fixative.plugins import hooks
 
     torch.manual_seed(args.seed)
-    encoder = load_encoders([args.encoder], hooks(), device="cpu")[0]
     train, held_out = _names(args.train), _names(args.held_out)
-    if set(train) & set(held_out):
-        raise SystemExit(f"training and held-out artworks overlap: {sorted(set(train) & set(held_out))}")
-    artworks = load_artworks(args.images, train, args.size)
-    unseen = load_artworks(args.images, held_out, args.size)
+    try:
+        encoder = load_encoders([args.encoder], hooks(), device="cpu")[0]
+        artworks = load_artworks(args.images, train, args.size)
+        unseen = load_artworks(args.images, held_out, args.size)
+    except FixativeError as exc:
+        raise SystemExit(f"python -m training.start_bank: {exc}") from None
     log = functools.partial(print, flush=True)
     patterns, measured = {}, {}
     for key in _names(args.keys):

@@ -12,6 +12,7 @@ says what they were trained on.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -71,9 +72,16 @@ def read_bank(path: str | Path) -> StartBank:
 
 @lru_cache(maxsize=8)
 def bank_for(family: str) -> StartBank | None:
-    """The bank shipped for an encoder family, or None."""
+    """The bank shipped for an encoder family, or None (also when its file is damaged: the optimiser then
+    starts from noise, as the report's ``start`` says, and a warning names the file)."""
     path = BANKS / f"{family}.safetensors"
-    return read_bank(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return read_bank(path)
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types; any of them: no bank
+        warnings.warn(f"start bank {path} unreadable ({exc}); starting from noise", stacklevel=2)
+        return None
 
 
 def tiled(pattern: torch.Tensor, height: int, width: int) -> torch.Tensor:
