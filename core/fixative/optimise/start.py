@@ -93,8 +93,11 @@ def tiled(pattern: torch.Tensor, height: int, width: int) -> torch.Tensor:
 def universal_delta(pattern: torch.Tensor, images: torch.Tensor, budget: PerceptualBudget) -> torch.Tensor:
     """The RGB change that ``pattern`` (budget units) makes on ``images`` (1, 3, H, W), inside ``budget``.
     Differentiable in ``pattern`` (the training script optimises through it)."""
-    h, w = images.shape[-2:]
-    units = tiled(pattern.clamp(-1, 1).to(images), h, w)
+    return in_budget(tiled(pattern.clamp(-1, 1).to(images), *images.shape[-2:]), images, budget)
+
+
+def in_budget(units: torch.Tensor, images: torch.Tensor, budget: PerceptualBudget) -> torch.Tensor:
+    """The RGB change for ``units`` (shares of each YCbCr channel's per-pixel limit), projected inside."""
     return budget.project(to_rgb(units * budget.limit.to(images)), images)
 
 
@@ -116,11 +119,10 @@ def starting_point(
     """The first perturbation: the bank's pattern for this encoder family and target kind (when there is
     one and ``use_bank``), plus seeded uniform noise of ``random_share`` of the limit (the seed matters)."""
     noise = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * random_share
-    units, source = noise, "random"
     bank = bank_for(str(getattr(encoders[0], "family", ""))) if use_bank else None
-    pattern = bank.pattern_for(target_key(goal)) if bank is not None else None
-    if pattern is not None:
-        h, w = images.shape[-2:]
-        units = (tiled(pattern.to(images.device), h, w)[None] + noise).clamp(-1, 1)
-        source = f"bank {bank.family} {target_key(goal)}"
-    return Start(budget.project(to_rgb(units * budget.limit.to(images)), images), source)
+    key = target_key(goal)
+    pattern = bank.pattern_for(key) if bank is not None else None
+    if pattern is None:
+        return Start(in_budget(noise, images, budget), "random")
+    units = (tiled(pattern.to(images.device), *images.shape[-2:])[None] + noise).clamp(-1, 1)
+    return Start(in_budget(units, images, budget), f"bank {bank.family} {key}")
