@@ -7,7 +7,11 @@ In one process, a few minutes on one GPU:
    random weights: same cost as real ones) at 512², per precision: seconds per step, the step's FLOPs
    counted by ``torch.utils.flop_counter`` (forward and backward, not assumed), and the FLOP-based limit
    (FLOPs / measured peak) beside it;
-3. ``fixative.optimise.run`` at quality ``default`` on the SD-sized encoder and on taef2 at 512², whole:
+3. with ``--compile`` (default on CUDA: ``default,reduce-overhead``), the same step in the fastest precision
+   with the encoder and decoder under ``torch.compile`` in each mode named (``reduce-overhead`` replays CUDA
+   graphs; ``eager`` traces with TorchDynamo and runs eagerly, the CPU test's mode): seconds per step after
+   the warm-up and the warm-up itself (the compile time);
+4. ``fixative.optimise.run`` at quality ``default`` on the SD-sized encoder and on taef2 at 512², whole:
    seconds and steps (the issue's goal for the SD-sized one is under a second on a GPU).
 
 ``--smoke`` shrinks it to 64² and two steps (what the test suite runs on a CPU). Writes
@@ -26,6 +30,32 @@ import torch
 
 SD_FORWARD_TFLOP_512 = 1.08  # the issue's figure for the SD VAE encoder's forward pass at 512², to compare
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# torch.compile settings per --compile mode; "reduce-overhead" captures CUDA graphs.
+COMPILE_MODES = {
+    "eager": {"backend": "eager"},
+    "default": {},
+    "reduce-overhead": {"mode": "reduce-overhead"},
+    "max-autotune": {"mode": "max-autotune"},
+}
+
+
+def compile_modes(value: str | None, device: torch.device) -> list[str]:
+    """The ``--compile`` modes to time: the ones named, or on CUDA ``default`` and ``reduce-overhead``."""
+    if value is None:
+        return ["default", "reduce-overhead"] if device.type == "cuda" else []
+    modes = [m.strip() for m in value.split(",") if m.strip() and m.strip() != "none"]
+    unknown = [m for m in modes if m not in COMPILE_MODES]
+    if unknown:
+        raise SystemExit(f"--compile: unknown mode {unknown[0]!r}; use none or {', '.join(COMPILE_MODES)}")
+    return modes
+
+
+def compiled(encoder, mode: str):
+    """``encoder`` with its encoder and decoder modules under ``torch.compile`` (in place, fixed shapes)."""
+    for module in (encoder.encoder, encoder.decoder):
+        if module is not None:
+            module.compile(dynamic=False, **COMPILE_MODES[mode])
+    return encoder
 
 
 def synchronise(device: torch.device) -> None:
@@ -48,8 +78,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, size: int = 8192, repe
     return {"dtype": str(dtype).removeprefix("torch."), "n": size, "tflops": 2 * size**3 / seconds / 1e12}
 
 
-def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int) -> dict:
-    """Seconds per optimiser step (median after a warm-up step) and the FLOPs of one step, counted."""
+def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int, count: bool = True) -> dict:
+    """Seconds per optimiser step (median after a warm-up step, which is also reported) and, with
+    ``count``, the FLOPs of one step, counted."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from fixative.optimise import loop
@@ -59,11 +90,13 @@ def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int) -> dict:
     problem = loop.prepare(x, budget, [encoder], goal, max(x.shape[-2:]))  # one tile: the whole image
     device = encoder.device
     delta = torch.zeros_like(x)
-    with FlopCounterMode(display=False) as counter:
-        loop.gradient(problem, delta, lambda v: v)
-    flops = counter.get_total_flops()
-    with torch.no_grad(), FlopCounterMode(display=False) as forward:
-        encoder(x)
+    flops = forward_flops = 0
+    if count:
+        with FlopCounterMode(display=False) as counter:
+            loop.gradient(problem, delta, lambda v: v)
+        with torch.no_grad(), FlopCounterMode(display=False) as forward:
+            encoder(x)
+        flops, forward_flops = counter.get_total_flops(), forward.get_total_flops()
     timings = []
     for _ in range(steps + 1):  # the first one pays the warm-up
         synchronise(device)
@@ -74,8 +107,9 @@ def step_cost(encoder, art: torch.Tensor, goal, budget, steps: int) -> dict:
         timings.append(time.perf_counter() - t0)
     return {
         "seconds_per_step": statistics.median(timings[1:]),
+        "warm_up_seconds": timings[0],
         "step_tflop": flops / 1e12,
-        "forward_tflop": forward.get_total_flops() / 1e12,
+        "forward_tflop": forward_flops / 1e12,
     }
 
 
@@ -107,6 +141,7 @@ def quick(args: argparse.Namespace, image: str, log) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device here")
     size, steps = (64, 2) if args.smoke else (512, 5)
+    modes = compile_modes(args.compile, device)
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     art = load_artwork(image, size)
     budget = perceptual_budget(art, intensity("default").jnd_scale, intensity("default").epsilon)
@@ -129,6 +164,16 @@ def quick(args: argparse.Namespace, image: str, log) -> dict:
         )
         del encoder
     fastest = min(out["steps"], key=lambda r: r["seconds_per_step"])["precision"]
+    out["compiled"] = []
+    for mode in modes:
+        encoder = compiled(load_encoder("sd", args.models).to(device=device, dtype=DTYPES[fastest]), mode)
+        cost = step_cost(encoder, art, goal, budget, steps, count=False)
+        out["compiled"].append({"encoder": "sd", "precision": fastest, "mode": mode, **cost})
+        log(
+            f"sd {size}² {fastest} torch.compile {mode}: {cost['seconds_per_step']:.4f} s/step "
+            f"(warm-up with compilation {cost['warm_up_seconds']:.1f} s)"
+        )
+        del encoder
     for name in ("sd", "taef2"):
         encoder = load_encoder(name, args.models).to(device=device, dtype=DTYPES[fastest])
         timing = protect_time(encoder, art, goal, budget, steps=3 if args.smoke else None)
@@ -164,6 +209,17 @@ def markdown(result: dict) -> str:
             f"({r['forward_tflop']:.3f}) | {r['peak_tflops']:.2f} | {r['flop_limit_seconds']:.4f} | "
             f"{100 * r['share_of_limit']:.0f} % |"
         )
+    if result.get("compiled"):
+        lines += [
+            "",
+            "| encoder | size | precision | torch.compile mode | s / step | warm-up (compile) s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in result["compiled"]:
+            lines.append(
+                f"| SD-sized | {size}² | {r['precision']} | {r['mode']} | {r['seconds_per_step']:.4f} | "
+                f"{r['warm_up_seconds']:.1f} |"
+            )
     lines += [
         "",
         "| encoder | size | precision | `default` seconds | steps | strength |",

@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "limit per precision, and a 512² default protection (bench/quick.py)",
     )
     p.add_argument("--device", default="cpu", help="device of the quick check: cpu or cuda (default cpu)")
+    p.add_argument(
+        "--compile",
+        default=None,
+        help="quick check: torch.compile modes to time, comma-separated (none, eager, default, "
+        "reduce-overhead = CUDA graphs, max-autotune); default on cuda: default,reduce-overhead",
+    )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
     p.add_argument("--models", default=str(SHARED / "models"))
     p.add_argument("--out", default=str(RESULTS))
