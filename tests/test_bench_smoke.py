@@ -145,5 +145,9 @@ def test_the_quick_device_check_runs_on_a_cpu(tmp_path):
     # generate kernels and CUDA graphs are timed the same way.
     [compiled] = result["compiled"]
     assert compiled["mode"] == "eager" and compiled["seconds_per_step"] > 0
-    assert {r["encoder"] for r in result["protect"]} == {"sd", "taef2"}
+    assert [(r["encoder"], r["compile"]) for r in result["protect"]] == [
+        ("sd", None),
+        ("taef2", None),
+        ("sd", "eager"),
+    ]
     assert "share of limit" in (tmp_path / "latest-quick.md").read_text()
