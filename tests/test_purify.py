@@ -79,9 +79,22 @@ def test_battery_names_the_public_cleaners():
     assert {p.name for p in purify.standard() if p.fast} == {"jpeg 75", "downscale 0.5"}
 
 
-def test_eot_draws_every_kind_and_keeps_gradients():
-    generator = torch.Generator().manual_seed(0)
-    kinds = {eot.draw(generator).kind for _ in range(200)}
+def test_eot_plans_the_training_mix_in_its_shares_over_each_kinds_whole_range_and_keeps_gradients():
+    count = 24  # four whole cycles of the mix (2 + 2 + 1 + 1)
+    draws = eot.plan(torch.Generator().manual_seed(0), count)
+    total = sum(m.weight for m in eot.TRAINING_MIX.values())
+    for kind, mix in eot.TRAINING_MIX.items():
+        values = sorted(d.value for d in draws if d.kind == kind)
+        assert len(values) == count * mix.weight / total, kind  # exactly its share, not about it
+        width = (mix.high - mix.low) / len(values)  # one strength from each equal slice of the range
+        for k, value in enumerate(values):
+            assert mix.low + k * width <= value <= mix.low + (k + 1) * width, (kind, values)
+    assert len(eot.plan(torch.Generator().manual_seed(0), 16)) == 16
+    assert eot.plan(torch.Generator().manual_seed(3), 16) == eot.plan(torch.Generator().manual_seed(3), 16)
+    assert eot.plan(torch.Generator().manual_seed(3), 16) != eot.plan(torch.Generator().manual_seed(4), 16)
+    # another mix can be asked for; every kind the machine runs can be drawn
+    everything = {k: eot.Mix(1, 0.1, 0.2) for k in eot.available_kinds()}
+    kinds = {d.kind for d in eot.plan(torch.Generator().manual_seed(0), 2 * len(everything), everything)}
     assert kinds == set(eot.available_kinds())
     x = step_with_grain(32)[None].requires_grad_(True)
     for drawn in (eot.Draw("crop", 0.1), eot.Draw("noisy_resize", 0.08, 1), eot.Draw("adverse", 16.0)):

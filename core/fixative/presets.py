@@ -61,6 +61,11 @@ QUALITIES: dict[str, Quality] = {
     # 2-5 % less clean strength and decoded share. Hardening from step 2 or 0 buys a little more robustness
     # for more clean strength (0.306 -> 0.289 / 0.277); blurring the gradient (TI-FGSM) and a clean pass in
     # every hardening step were tried and did not leave more after the cleaners.
+    # What the hardening steps purify with is eot.TRAINING_MIX (since 2026-12-05 the cleaners that remove
+    # the most, planned stratified; the figures above were measured with the earlier mix of every kind).
+    # With it `slow`'s 40 steps buy robustness: on the Great Wave and Mucha's Reverie (style, edit, 256²)
+    # 6-12 % more strength than `default` left after each of JPEG 75/50, downscale 0.5/0.25, noise 0.1 +
+    # resize and blur, for 11 % less before any cleaner; with the earlier mix `slow` left no more.
     # `view_weight` 2 (default, slow) also pulls what the decoder makes of the latents toward its picture of
     # the target: on the shared artworks at 256² (taef2) the decoded share goes from 0.04-0.07 to ~0.34
     # (style), ~0 to ~0.24 (concept), ~0.02 to ~0.30 (edit, grey target) for about half the latent strength;

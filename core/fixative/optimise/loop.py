@@ -2,7 +2,8 @@
 
 Signed-gradient PGD with momentum (or Adam), on one perturbation field for the whole image. Gradients are
 gathered tile by tile (memory bounded by the tile, not the image) and blended with soft weights, so no
-seam can form. The clean steps come first (converge), then the hardening steps purify a random EOT draw.
+seam can form. The clean steps come first (converge), then the hardening steps purify EOT draws planned
+ahead (stratified over the kinds and strengths of ``eot.TRAINING_MIX``).
 """
 
 from __future__ import annotations
@@ -267,6 +268,8 @@ class Descent:
         self.lpips = (lpips_weight, lpips_budget)
         self.history: list[float] = []
         self.draws: list[eot.Draw] = []
+        purifying = sum(self.schedule.purifies(i) for i in range(quality.steps))
+        self.plan = eot.plan(generator, purifying * quality.eot_samples)  # drawn ahead, stratified
 
     def run(self, delta: torch.Tensor, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
         budget, x = self.problem.budget, self.problem.images
@@ -276,7 +279,7 @@ class Descent:
         velocity = torch.zeros_like(delta)
         for i in range(self.quality.steps):
             purifies = self.schedule.purifies(i)
-            drawn = [eot.draw(self.generator) for _ in range(self.quality.eot_samples)] if purifies else []
+            drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
             grad, estimate = self.gradient(delta, drawn, cancel)
             self.history.append(estimate)
