@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from ..reports import Purified
-from .estimate import ESTIMATE_ERROR
+from .estimate import ESTIMATE_BIAS_GENUINE, ESTIMATE_ERROR
 
 # Justified by the null: matched noise (the same per-pixel |change| with random signs) scores 0.01-0.02 on
 # the shared images at the default budget with taef2 (bench/efficacy.py, "noise" column).
 PROTECTED_STRENGTH = 0.12  # strength on every protecting encoder needed to call "protected" (>= 6x noise)
 SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as surviving it (half the above)
-ESTIMATE_MARGIN = 0.10  # extra strength asked of an estimate (no original): its typical error
+ESTIMATE_MARGIN = ESTIMATE_BIAS_GENUINE  # extra strength asked of an estimate (no original): its bias
 # A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
 # that plain noise already moves toward) cannot pass noise off as protection.
 NOISE_MULTIPLE = 3.0
@@ -45,8 +45,8 @@ def verdict(
         return "not measured", "the strength could not be measured (see notes)"
     if not exact and not detected:
         return "cannot tell (estimate only)", (
-            f"without the original the strength can only be estimated ({strength:.2f} ± "
-            f"{ESTIMATE_ERROR:.2f}), "
+            f"without the original the strength can only be estimated ({strength:.2f}, but estimates ran up "
+            f"to {ESTIMATE_ERROR:.2f} too high on the calibration set, clean images included), "
             "and the pixels show no protection toward the recorded target (metadata can be copied onto any "
             "image); give --original to measure it"
         )
