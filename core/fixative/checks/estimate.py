@@ -29,6 +29,7 @@ DETECT_RATIO = 1.5  # ... and this many times the best decoy's
 # above their exact strength; clean images and matched noise carrying copied metadata 0.35-0.49 above.
 ESTIMATE_ERROR = 0.49  # the largest |estimated - exact| strength there, every file
 ESTIMATE_BIAS_GENUINE = 0.32  # the largest over-estimate of a genuine protection there
+ESTIMATE_BIAS_LEAST = 0.25  # ... and the smallest
 
 
 @dataclass
