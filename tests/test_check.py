@@ -414,16 +414,17 @@ def test_verdicts_of_genuine_copied_and_noisy_files(method, tmp_path, small_artw
 
 def test_an_estimate_is_held_to_its_measured_error():
     """Without the original, estimates ran up to 0.32 too high for genuine protections and 0.49 for clean
-    files (bench/calibrate_check.py): a detected estimate must clear 0.12 + 0.32 to be called protected and is
+    files (bench/calibrate_check.py): a detected estimate must clear 0.12 + 0.49 to be called protected and is
     only called not protected under 0.12 + 0.25; an undetected one says how far off estimates can be instead
     of a "±" that reads like a small error."""
     from fixative.checks.verdict import verdict
 
-    said, why = verdict(0.40, [], exact=False, detected=True)  # exact somewhere in 0.08-0.15
+    said, why = verdict(0.40, [], exact=False, detected=True)  # exact somewhere in -0.09-0.15
     assert said == "cannot tell (estimate only)" and "either side of 0.12" in why
     said, why = verdict(0.30, [], exact=False, detected=True)  # exact at most 0.05
-    assert said == "not protected" and "0.44" in why
-    assert verdict(0.46, [], exact=False, detected=True)[0] == "protected (estimated)"
+    assert said == "not protected" and "0.61" in why
+    assert verdict(0.55, [], exact=False, detected=True)[0] == "cannot tell (estimate only)"
+    assert verdict(0.62, [], exact=False, detected=True)[0] == "protected (estimated)"
     assert verdict(0.40, [], exact=True)[0] == "protected"
     said, why = verdict(0.48, [], exact=False, detected=False)
     assert said == "cannot tell (estimate only)" and "0.49 too high" in why and "±" not in why

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import torch
 
 from ..reports import Purified
-from .estimate import ESTIMATE_BIAS_GENUINE, ESTIMATE_BIAS_LEAST, ESTIMATE_ERROR
+from .estimate import ESTIMATE_BIAS_LEAST, ESTIMATE_ERROR
 
 # Justified by the null: matched noise (the same per-pixel |change| with random signs) scores 0.01-0.02 on
 # the shared images at the default budget with taef2 (bench/efficacy.py, "noise" column).
 PROTECTED_STRENGTH = 0.12  # strength on every protecting encoder needed to call "protected" (>= 6x noise)
 SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as surviving it (half the above)
-ESTIMATE_MARGIN = ESTIMATE_BIAS_GENUINE  # extra strength asked of an estimate (no original): its bias
+ESTIMATE_MARGIN = ESTIMATE_ERROR  # extra strength asked of an estimate (no original): its largest error
 # A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
 # that plain noise already moves toward) cannot pass noise off as protection.
 NOISE_MULTIPLE = 3.0
@@ -52,11 +52,11 @@ def verdict(
         )
     needed = PROTECTED_STRENGTH + (0 if exact else ESTIMATE_MARGIN)
     if not exact and PROTECTED_STRENGTH + ESTIMATE_BIAS_LEAST <= strength < needed:
-        # Estimates of genuine protections ran 0.25-0.32 too high: the exact strength may lie either side.
+        # Estimates ran 0.25-0.49 too high: the exact strength may lie either side of the line.
         return "cannot tell (estimate only)", (
-            f"estimated strength {strength:.2f}: estimates of genuine protections ran "
-            f"{ESTIMATE_BIAS_LEAST:.2f}-{ESTIMATE_BIAS_GENUINE:.2f} too high, so the exact strength may be "
-            f"either side of {PROTECTED_STRENGTH:.2f}; give --original to measure it"
+            f"estimated strength {strength:.2f}: estimates ran {ESTIMATE_BIAS_LEAST:.2f}-"
+            f"{ESTIMATE_ERROR:.2f} too high on the calibration set, so the exact strength may be either "
+            f"side of {PROTECTED_STRENGTH:.2f}; give --original to measure it"
         )
     if strength < needed:
         return "not protected", f"strength {strength:.2f} is below {needed:.2f}"
