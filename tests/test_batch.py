@@ -159,3 +159,26 @@ def test_without_ray_it_says_how_to_get_it(monkeypatch, catalogue, tmp_path, cap
     assert main(["batch", str(catalogue), "--out-dir", str(tmp_path / "out")]) == 2
     assert "pip install 'fixative[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_input_or_model_is_said_before_ray_starts(monkeypatch, catalogue, tmp_path, capsys):
+    import fixative.hosts.batch.runner as runner
+
+    monkeypatch.setattr(runner, "run_batch", lambda *a, **k: pytest.fail("Ray was started"))
+    out = tmp_path / "out"
+    typo = tmp_path / "typo.png"
+    assert main(["batch", str(catalogue / "art0.png"), str(typo), "--out-dir", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith("typo.png: no such file or folder")
+    assert main(["batch", str(catalogue), "--model", "no-such-model", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'no-such-model' not found" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_worker_without_its_model_fails_each_row_in_one_line():
+    from fixative.hosts.batch.runner import ProtectWorker
+
+    worker = ProtectWorker(models=["no-such-model"], device="cpu", threads=1)  # Ray would retry a raise
+    row = {"source": "a.png", "output": "out/a.protected.png", "index": 0, "error": "", "target": ""}
+    result = worker.one(row)
+    assert result["status"] == "failed" and "'no-such-model' not found" in result["error"]

@@ -190,6 +190,30 @@ class EncoderCache:
 CACHE = EncoderCache()
 
 
+def _specs(models, hooks, device: torch.device) -> list:
+    if models is None or models == [] or models == "":
+        return [default_entry(hooks, device)]
+    if isinstance(models, (str, ModelEntry, Encoder)):
+        return [models]
+    return list(models)
+
+
+def entries_for(
+    models: list[str | ModelEntry] | str | None,
+    hooks,
+    device: str | torch.device | None = "cpu",
+    allow_download: bool = False,
+) -> list[ModelEntry]:
+    """What ``load_encoders`` would load, found without reading any weights: a missing or unknown model
+    is said (``ModelNotFoundError``) before a long job starts rather than in its workers."""
+    dev = resolve_device(device)
+    return [
+        spec if isinstance(spec, ModelEntry) else resolve(str(spec), hooks, allow_download)
+        for spec in _specs(models, hooks, dev)
+        if not isinstance(spec, Encoder)
+    ]
+
+
 def load_encoders(
     models: list[str | ModelEntry | Encoder] | str | None,
     hooks,
@@ -201,14 +225,8 @@ def load_encoders(
 ) -> list[Encoder]:
     """Encoders for an ensemble: each spec may be a path, a name, a hub id, an entry or a loaded encoder."""
     dev, dt = resolve_device(device), resolve_dtype(dtype)
-    if models is None or models == [] or models == "":
-        specs: list = [default_entry(hooks, dev)]
-    elif isinstance(models, (str, ModelEntry, Encoder)):
-        specs = [models]
-    else:
-        specs = list(models)
     encoders = []
-    for spec in specs:
+    for spec in _specs(models, hooks, dev):
         if isinstance(spec, Encoder):
             encoders.append(spec)
             continue

@@ -55,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
         raise BadParameterError("--actors and --num-cpus must be positive, --num-gpus at least 0")
     options = JobOptions.parse(values_from(args))
     rows = plan_rows(args.inputs, args.out_dir, options, args.recursive, args.target)  # before Ray starts
+    if not args.ray_address:  # a cluster's workers may hold models this machine lacks; a local one cannot
+        from ...models import entries_for
+        from ...plugins import hooks
+
+        entries_for(options.models, hooks(), options.device or ("cuda" if args.num_gpus else "cpu"))
     require_ray()
     started = time.monotonic()
     from tqdm import tqdm

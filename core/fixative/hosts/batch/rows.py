@@ -109,6 +109,8 @@ def _expand(item: str, recursive: bool) -> list[tuple[str, PurePosixPath]]:
             if Path(uri).suffix.lower() in plan.IMAGE_SUFFIXES and ".protected." not in uri
         ]
     path = Path(item).expanduser()
+    if not path.exists() and not any(ch in item for ch in "*?["):  # a typo: said before Ray starts
+        raise BadParameterError(f"{item}: no such file or folder")
     found = plan.expand_inputs([item], recursive)
     if path.is_dir():
         return [(str(p), PurePosixPath(p.relative_to(path).as_posix())) for p in found]

@@ -49,7 +49,11 @@ class ProtectWorker:
         quiet_libraries()
         torch.set_num_threads(max(1, threads))
         self.models, self.device = models, device
-        load_encoders(models or None, hooks(), device=device)  # warm: kept in the process's encoder cache
+        self.unusable = ""  # why this worker cannot protect: every row it gets fails with that one line
+        try:
+            load_encoders(models or None, hooks(), device=device)  # warm: kept in the encoder cache
+        except FixativeError as exc:  # raised here, Ray would retry the actor and print its traceback
+            self.unusable = str(exc)
 
     def __call__(self, batch: dict) -> dict:
         count = len(batch["source"])
@@ -62,6 +66,8 @@ class ProtectWorker:
         result.update(source=str(row["source"]), output=str(row["output"]), index=int(row["index"]))
         result["worker"] = os.getpid()
         try:
+            if self.unusable:
+                raise FixativeError(self.unusable)
             result.update(self._protect(row))
         except FixativeError as exc:
             result.update(status="failed", error=str(exc))
