@@ -337,3 +337,14 @@ def test_fewer_steps_keep_the_default_hardening_share(monkeypatch, taef2, small_
     result = fixative.protect(small_artwork, models=taef2, steps=8)  # default: 4 of 20 clean -> 2 of 8
     assert len(result.report.eot["draws"]) == 6  # steps 3..8 harden, EOT on every one of them
     assert sum(result.report.eot["counts"].values()) == 6
+
+
+def test_a_transfer_note_never_divides_by_noise_that_scored_nothing():
+    from fixative.api.protect import beside_noise
+    from fixative.reports import EncoderStrength
+
+    def row(noise, ratio):
+        return EncoderStrength("taesana", "taesana", 0.05, noise_strength=noise, vs_noise=ratio)
+
+    assert beside_noise(row(-0.004, None)) == "matched noise -0.004"  # was "(Nonex noise)"
+    assert beside_noise(row(0.01, 5.0)) == "5.0x noise"

@@ -241,12 +241,19 @@ def transfer(
         return []
     rows = measure(original, protected, extra, goal, tile)
     named = " ".join(f"--model {name}" for name in [e.family for e in encoders] + list(others))
-    measured = ", ".join(f"{r.family} {r.strength:.2f} ({r.vs_noise}x noise)" for r in rows)
+    measured = ", ".join(f"{r.family} {r.strength:.2f} ({beside_noise(r)})" for r in rows)
     notes.append(
         f"optimised for {', '.join(sorted(used))}; also found {', '.join(others)}, where this file reaches "
         f"{measured} without being optimised for it. To protect against all of them: {named}"
     )
     return rows
+
+
+def beside_noise(row: EncoderStrength) -> str:
+    """A ratio such as 12.5x noise, or the noise score itself where a ratio would say nothing."""
+    if row.vs_noise is not None:
+        return f"{row.vs_noise}x noise"
+    return "matched noise " + ("not measured" if row.noise_strength is None else f"{row.noise_strength:.3f}")
 
 
 def make_report(
