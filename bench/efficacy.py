@@ -38,6 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", default="style,concept,edit")
     p.add_argument("--quality", default="default")
     p.add_argument("--intensity", default="default")
+    p.add_argument(
+        "--preset",
+        default="",
+        help="change numbers of the quality preset for this run, e.g. 'latent_weight=0,eot_samples=0' "
+        "(what the model sees alone, no EOT: the decoded share's ceiling at this budget)",
+    )
     p.add_argument("--cleaners", default="", help="comma-separated cleaner names (default: every one here)")
     p.add_argument("--engine", default="", help="core/ folder of the Fixative version that protects")
     p.add_argument("--label", default="", help="name of this run in the table (default: the engine)")
@@ -51,11 +57,26 @@ spec = json.loads(sys.argv[1])
 import fixative
 data = torch.load(spec["input"])
 options = dict(models=[spec["model"]], quality=spec["quality"], intensity=spec["intensity"])
+if spec.get("preset"):  # --preset: the quality preset's numbers changed, for this run only
+    import dataclasses, fixative.presets as presets
+    named = presets.QUALITIES[spec["quality"]]
+    presets.QUALITIES[spec["quality"]] = dataclasses.replace(named, **spec["preset"])
 if spec["method"] == "concept": options.update(target=data["anchor"], concept="the artwork's own subject")
 result = fixative.protect(data["art"], spec["method"], **options)
 torch.save(result.rgb, spec["output"])
 with open(spec["output"] + ".json", "w") as f: json.dump(result.metadata.get("target"), f)
 """
+
+
+def preset_changes(text: str) -> dict:
+    """'latent_weight=0,eot_samples=0' -> {'latent_weight': 0, 'eot_samples': 0} (values read as JSON)."""
+    changes = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--preset: {item!r} is not name=value")
+        changes[key.strip()] = json.loads(value)
+    return changes
 
 
 def protect_with(spec: dict, engine: str) -> dict:
@@ -108,10 +129,12 @@ def markdown(result: dict) -> str:
     head = (
         "| image | method | target | strength (× noise) | decoded share (noise) | taesana (× noise) | worst |"
     )
+    changed = f" changed by `{result['preset']}`" if result.get("preset") else ""
     lines = [
         f"# Efficacy benchmark ({result['label']}, {result['started']})",
         "",
-        f"taef2, quality `{result['quality']}`, intensity `{result['intensity']}`, {result['sizes']}. "
+        f"taef2, quality `{result['quality']}`{changed}, intensity `{result['intensity']}`, "
+        f"{result['sizes']}. "
         "Decoded share = 1 - MSE(dec(E(p)), dec(E(T))) / MSE(dec(E(o)), dec(E(T))) with the taef2 decoder; "
         "kept = strength after the cleaner / strength before (squared feature distances, as "
         "`fixative.features`). Noise: the same per-pixel |change| with random signs.",
@@ -186,6 +209,7 @@ def main(argv=None) -> int:
                     spec = {
                         "input": str(data), "output": str(Path(scratch) / "out.pt"), "model": model,
                         "method": method, "quality": args.quality, "intensity": args.intensity,
+                        "preset": preset_changes(args.preset),
                     }  # fmt: skip
                     row = {"image": name, "size": size, "method": method}
                     t0 = time.perf_counter()
@@ -200,6 +224,7 @@ def main(argv=None) -> int:
                     print(json.dumps(row), flush=True)
     result = {
         "started": started, "label": label, "quality": args.quality, "intensity": args.intensity,
+        "preset": args.preset,
         "sizes": ", ".join(f"{s}²" for s in args.sizes.split(",") if s),
         "cleaners": [c.name for c in cleaners], "rows": rows,
     }  # fmt: skip

@@ -151,3 +151,16 @@ def test_the_quick_device_check_runs_on_a_cpu(tmp_path):
         ("sd", "eager"),
     ]
     assert "share of limit" in (tmp_path / "latest-quick.md").read_text()
+
+
+def test_efficacy_preset_changes_are_read_as_numbers():
+    from bench.efficacy import preset_changes
+
+    assert preset_changes("latent_weight=0, eot_samples=0,view_weight=2.5") == {
+        "latent_weight": 0,
+        "eot_samples": 0,
+        "view_weight": 2.5,
+    }
+    assert preset_changes("") == {}
+    with pytest.raises(SystemExit, match="not name=value"):
+        preset_changes("latent_weight")

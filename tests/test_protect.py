@@ -176,6 +176,26 @@ def test_batched_tiles_give_the_same_gradient(taef2, small_artwork):
         fixative.protect(small_artwork, "edit", models=[taef2], tile_batch=0)
 
 
+def test_the_latent_weight_scales_the_latent_loss_alone(taef2, small_artwork):
+    """``latent_weight`` 0 leaves only what the model sees (the decoded share's ceiling, bench.efficacy
+    --preset); with the view off too nothing pulls at all."""
+    from fixative.optimise import eot, loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    problem = loop.prepare(art[None], perceptual_budget(art, 1.0, 12 / 255), [taef2], goal, 96, view_weight=1)
+    delta = (torch.rand(art[None].shape, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.02
+
+    def pull(latent, view):
+        return loop.gradient(problem, delta, eot.CLEAN, view_weight=view, latent_weight=latent)[0]
+
+    assert float(pull(0.0, 0.0).abs().max()) == 0.0
+    assert torch.allclose(pull(2.0, 0.0), 2 * pull(1.0, 0.0), rtol=1e-4, atol=1e-9)
+    assert torch.allclose(pull(1.0, 1.0), pull(1.0, 0.0) + pull(0.0, 1.0), rtol=1e-3, atol=1e-8)
+
+
 def test_mask_limits_where_pixels_change(taef2, small_artwork):
     small = small_artwork.resize((96, 64))
     mask = torch.zeros(64, 96)

@@ -38,6 +38,7 @@ class Quality:
     view_weight: float = (
         0.0  # weight of the loss on what the model sees (its decoder's picture), when it has one
     )
+    latent_weight: float = 1.0  # weight of the loss on the latents themselves (0: what the model sees only)
 
 
 INTENSITIES: dict[str, Intensity] = {
@@ -70,6 +71,9 @@ QUALITIES: dict[str, Quality] = {
     # the target: on the shared artworks at 256² (taef2) the decoded share goes from 0.04-0.07 to ~0.34
     # (style), ~0 to ~0.24 (concept), ~0.02 to ~0.30 (edit, grey target) for about half the latent strength;
     # weight 4 gained little more (bench/efficacy.py). `fast` moves the latents only.
+    # The ceiling at 1 JND (latent_weight 0, no EOT: what the model sees as the only aim, `python -m
+    # bench.efficacy --preset latent_weight=0,eot_samples=0`, five images): decoded share style 0.31-0.41,
+    # concept 0.21-0.27, edit 0.24-0.34 with no latent strength left; `default` reaches 69-81 % of it.
     # `fast` starts from the start bank's universal perturbation where one fits (optimise/start.py; the edit
     # shield's patterns, taef2): on the Great Wave at 512² (unseen in training) strength 0.413 -> 0.420,
     # after 0.5x 0.258 -> 0.281, after JPEG 75 0.101 -> 0.107 in the same 10 steps. `default` does not: its

@@ -127,6 +127,7 @@ def gradient(
     cancel: CancelFn | None = None,
     view_weight: float = 0.0,
     tile_batch: int = 1,
+    latent_weight: float = 1.0,
 ) -> tuple[torch.Tensor, list[float]]:
     """The blended gradient of the normalised loss, and each encoder's strength estimate.
 
@@ -152,7 +153,7 @@ def gradient(
             target = torch.cat([probe.target[k] for k in batch])
             term = (latents - target).pow(2).sum()
             sq[e] += float(term.detach())
-            loss = loss + term / problem.start[e]
+            loss = loss + latent_weight * term / problem.start[e]
             if view_weight > 0 and problem.view_start[e] is not None:
                 seen_by_model = probe.encoder.decode(latents)
                 pictures = torch.cat([probe.target_view()[k] for k in batch])
@@ -316,6 +317,7 @@ class Descent:
                 cancel,
                 view_weight=self.quality.view_weight,
                 tile_batch=self.tile_batch,
+                latent_weight=self.quality.latent_weight,
             )
             grad += g
             estimate = min(strengths) if estimate is None else estimate
