@@ -176,9 +176,15 @@ def test_a_missing_input_or_model_is_said_before_ray_starts(monkeypatch, catalog
 
 
 def test_a_worker_without_its_model_fails_each_row_in_one_line():
+    import torch
+
     from fixative.hosts.batch.runner import ProtectWorker
 
-    worker = ProtectWorker(models=["no-such-model"], device="cpu", threads=1)  # Ray would retry a raise
+    threads = torch.get_num_threads()
+    try:  # a worker sets its process's torch threads: give this process its own back
+        worker = ProtectWorker(models=["no-such-model"], device="cpu", threads=1)  # Ray would retry a raise
+    finally:
+        torch.set_num_threads(threads)
     row = {"source": "a.png", "output": "out/a.protected.png", "index": 0, "error": "", "target": ""}
     result = worker.one(row)
     assert result["status"] == "failed" and "'no-such-model' not found" in result["error"]
