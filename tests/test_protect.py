@@ -368,3 +368,15 @@ def test_a_transfer_note_never_divides_by_noise_that_scored_nothing():
 
     assert beside_noise(row(-0.004, None)) == "matched noise -0.004"  # was "(Nonex noise)"
     assert beside_noise(row(0.01, 5.0)) == "5.0x noise"
+
+
+def test_a_weak_protection_says_so_at_once(taef2, small_artwork):
+    from fixative.checks.verdict import PROTECTED_STRENGTH
+
+    weak = fixative.protect(small_artwork, "edit", models=[taef2], steps=1, quality="fast", jnd_scale=0.2)
+    assert weak.report.strength < PROTECTED_STRENGTH  # one step at a fifth of a JND: measured 0.03
+    said = [n for n in weak.report.notes if n.startswith("weak:")]
+    assert len(said) == 1 and "--intensity high" in said[0] and "taef2" in said[0]
+    strong = fixative.protect(small_artwork, "edit", models=[taef2], steps=6, quality="fast")
+    assert strong.report.strength >= PROTECTED_STRENGTH
+    assert not [n for n in strong.report.notes if n.startswith("weak:")]
