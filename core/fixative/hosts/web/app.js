@@ -316,6 +316,10 @@ function showFigures(card, result) {
     if (step.skipped) rows.push([`After ${step.purification}`, `not measured (${step.skipped})`]);
     else rows.push([`After ${step.purification}`, `${pct(step.share_kept)} of the strength kept`]);
   }
+  for (const note of report.notes || []) {  // what the engine said of this file: weak, not measured, transfer
+    const weak = note.startsWith("weak:");
+    rows.push([weak ? "Weak" : "Note", weak ? note.slice(5).trim() : note]);
+  }
   const list = $(".figures", card);
   list.textContent = "";
   for (const [term, value] of rows) {
