@@ -117,11 +117,32 @@ def measure(art, protected, recorded: dict, method: str, anchor, encoders: dict,
     if row["kept"]:
         worst = min(row["kept"], key=row["kept"].get)
         row["worst"] = [worst, row["kept"][worst]]
+    row["decoded_after"] = decoded_after(probe, protected, art, cleaners)
     other = StrengthProbe.build(encoders["taesana"], goal, art)
     transfer, transfer_noise = other.strength(protected, art)[0], other.strength(noise, art)[0]
     row["transfer_taesana"] = round(transfer, 4)
     row["transfer_x_noise"] = times_noise(transfer, transfer_noise)
     return row
+
+
+def decoded_after(probe, protected, art, cleaners) -> dict:
+    """What the model sees after each cleaner: the decoded share of the purified protection against the
+    equally purified original (the latent "kept" alone can hide directions the decoder ignores). Cleaners
+    that need the decoder (IMPRESS, 50 steps) are left out here, not run twice."""
+    from fixative.checks import purify
+    from fixative.checks.robustness import purified_pair
+
+    out = {}
+    for item in cleaners:
+        if item.needs:
+            continue
+        try:
+            pp, oo = purified_pair(item, protected, art, [probe.encoder])
+        except purify.PurificationUnavailable:
+            continue
+        scored = probe.realigned(item.apply, oo) if item.moves_pixels else probe
+        out[item.name] = round(scored.decoded_share(pp, oo), 4)
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -154,6 +175,17 @@ def markdown(result: dict) -> str:
             f"{r['decoded_share']:.3f} ({r['noise_decoded_share']:.3f}) | "
             f"{r['transfer_taesana']:.3f} ({r['transfer_x_noise']}) | {worst} |{kept}"
         )
+    after = [c for c in cleaners if any(c in r.get("decoded_after", {}) for r in result["rows"])]
+    if after:
+        lines += ["", "## What the model sees after each cleaner (decoded share)", ""]
+        lines += ["| image | method | clean |" + "".join(f" {c} |" for c in after)]
+        lines += ["|---|---|---|" + "---|" * len(after)]
+        for r in result["rows"]:
+            if "error" not in r:
+                seen = r.get("decoded_after", {})
+                cells = "".join(f" {seen[c]:.3f} |" if c in seen else " - |" for c in after)
+                name = f"{r['image']} {r['size']}²"
+                lines.append(f"| {name} | {r['method']} | {r['decoded_share']:.3f} |{cells}")
     lines += ["", "## Per method: mean (min-max) over the images", ""]
     lines += [
         "| method | strength | decoded share | taesana | kept, worst cleaner |",

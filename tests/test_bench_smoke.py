@@ -164,3 +164,32 @@ def test_efficacy_preset_changes_are_read_as_numbers():
     assert preset_changes("") == {}
     with pytest.raises(SystemExit, match="not name=value"):
         preset_changes("latent_weight")
+
+
+def test_efficacy_measures_what_the_model_sees_after_each_cleaner(taef2, small_artwork):
+    """A cleaner that changes nothing leaves the clean decoded share; JPEG 50 leaves less; a cleaner that
+    needs the decoder (IMPRESS) is left out rather than run twice."""
+    import numpy as np
+    import torch
+
+    import fixative
+    from bench.efficacy import decoded_after
+    from fixative.checks import purify
+    from fixative.features import StrengthProbe
+    from fixative.plugins import hooks
+    from fixative.targets import TargetRequest, make_target
+
+    image = small_artwork.resize((96, 64))
+    art = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255
+    protected = fixative.protect(image, "edit", models=[taef2], steps=4).rgb
+    probe = StrengthProbe.build(taef2, make_target(TargetRequest("edit", art), hooks()), art)
+    cleaners = [
+        purify.Purification("nothing", lambda x: x),
+        purify.Purification("jpeg 50", lambda x: purify.jpeg(x, 50)),
+        purify.Purification("crop 10% + resize", lambda x: purify.crop_resize(x, 0.1), moves_pixels=True),
+        purify.Purification("impress", lambda x, d: x, needs="decoder"),
+    ]
+    seen = decoded_after(probe, protected, art, cleaners)
+    assert set(seen) == {"nothing", "jpeg 50", "crop 10% + resize"}
+    assert abs(seen["nothing"] - probe.decoded_share(protected, art)) < 1e-3
+    assert seen["jpeg 50"] < seen["nothing"]
