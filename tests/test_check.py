@@ -82,6 +82,9 @@ def test_jpeg50_leaves_less_strength_than_jpeg95(protected_files):
     by_name = {r["purification"]: r["strength"] for r in result["robustness"]}
     assert by_name["jpeg 50"] < by_name["jpeg 95"]
     assert by_name["jpeg 95"] <= result["strength"] + 0.05
+    # what the model sees after each (taef2 has its decoder): measured, and JPEG 50 leaves it less too
+    seen = {r["purification"]: r["decoded_share"] for r in result["robustness"]}
+    assert seen["jpeg 50"] is not None and seen["jpeg 50"] < seen["jpeg 95"]
 
 
 class _Collector(HTMLParser):
@@ -321,7 +324,7 @@ def test_table_is_readable(protected_files):
     result = fixative.check(protected_files["protected"], original=protected_files["original"], fast=True)
     text = table(result)
     assert text.splitlines()[0].endswith(result["verdict"].upper())
-    assert "taef2" in text and "PSNR" in text
+    assert "taef2" in text and "PSNR" in text and "model sees" in text
 
 
 def test_run_check_returns_pictures_for_the_report(protected_files):

@@ -89,6 +89,9 @@ class Purified(Record):
     share_kept: float | None = None  # strength after / strength before
     survives: bool | None = None
     skipped: str | None = None
+    # what the model sees after it: decoded share of the purified file against the purified original, through
+    # the first encoder with a decoder (latent strength alone can sit in directions the decoder ignores)
+    decoded_share: float | None = None
 
 
 @dataclass

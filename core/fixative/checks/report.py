@@ -34,6 +34,10 @@ def table(result: CheckReport) -> str:
     lines += ["", f"  {'encoder':<24} {'strength':>8}"]
     for row in result.encoders:
         noise = f"  (noise {_fmt(row.noise_strength)})" if row.noise_strength is not None else ""
+        if row.decoded_share is not None:
+            noise += f"  model sees {_fmt(row.decoded_share)}"
+            if row.noise_decoded_share is not None:
+                noise += f" (noise {_fmt(row.noise_decoded_share)})"
         lines.append(f"  {row.name:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{noise}")
     p = result.perceptual
     if p:
@@ -43,13 +47,16 @@ def table(result: CheckReport) -> str:
             f"LPIPS {_fmt(p.lpips, 3)}  L∞ {_fmt(p.linf_255, 0)}/255",
         ]
     if result.robustness:
-        lines += ["", f"  {'after purification':<24} {'strength':>8}"]
+        lines += ["", f"  {'after purification':<24} {'strength':>8}  {'':20}  model sees"]
         for row in result.robustness:
             if row.skipped:
                 lines.append(f"  {row.purification:<24} {'skipped':>8}")
                 continue
             mark = "" if row.survives else "  < survives threshold"
-            lines.append(f"  {row.purification:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{mark}")
+            seen = f"  {_fmt(row.decoded_share):>10}" if row.decoded_share is not None else ""
+            lines.append(
+                f"  {row.purification:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{seen}{mark}"
+            )
     if result.transfer:
         lines += ["", f"  {'transfer (not used)':<24} {'strength':>8}"]
         lines += [f"  {r.name:<24} {_fmt(r.strength):>8}  {_bar(r.strength)}" for r in result.transfer]

@@ -46,6 +46,9 @@ def robustness(
             continue
         scored = [p.realigned(item.apply, oo) for p in probes] if item.moves_pixels else probes
         row.per_encoder = {p.encoder.name: round(p.strength(pp, oo)[0], 4) for p in scored}
+        seeing = next((p for p in scored if p.sees), None)
+        if seeing is not None:
+            row.decoded_share = round(seeing.decoded_share(pp, oo), 4)
         row.strength = min(row.per_encoder.values())
         row.survives = row.strength >= SURVIVES_STRENGTH
         if clean_strength:
