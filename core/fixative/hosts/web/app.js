@@ -314,7 +314,11 @@ function showFigures(card, result) {
   else if (check.verdict) rows.push(["Check", `${check.verdict}: ${check.verdict_reason || ""}`]);
   for (const step of check.robustness || []) {
     if (step.skipped) rows.push([`After ${step.purification}`, `not measured (${step.skipped})`]);
-    else rows.push([`After ${step.purification}`, `${pct(step.share_kept)} of the strength kept`]);
+    else {
+      const seen = step.decoded_share === null || step.decoded_share === undefined
+        ? "" : `; the model sees ${pct(step.decoded_share)} of the way`;
+      rows.push([`After ${step.purification}`, `${pct(step.share_kept)} of the strength kept${seen}`]);
+    }
   }
   for (const note of report.notes || []) {  // what the engine said of this file: weak, not measured, transfer
     const weak = note.startsWith("weak:");
