@@ -117,32 +117,13 @@ def measure(art, protected, recorded: dict, method: str, anchor, encoders: dict,
     if row["kept"]:
         worst = min(row["kept"], key=row["kept"].get)
         row["worst"] = [worst, row["kept"][worst]]
-    row["decoded_after"] = decoded_after(probe, protected, art, cleaners)
+    # what the model sees after each cleaner (the latent "kept" can sit where the decoder does not look)
+    row["decoded_after"] = {r.purification: r.decoded_share for r in kept if r.decoded_share is not None}
     other = StrengthProbe.build(encoders["taesana"], goal, art)
     transfer, transfer_noise = other.strength(protected, art)[0], other.strength(noise, art)[0]
     row["transfer_taesana"] = round(transfer, 4)
     row["transfer_x_noise"] = times_noise(transfer, transfer_noise)
     return row
-
-
-def decoded_after(probe, protected, art, cleaners) -> dict:
-    """What the model sees after each cleaner: the decoded share of the purified protection against the
-    equally purified original (the latent "kept" alone can hide directions the decoder ignores). Cleaners
-    that need the decoder (IMPRESS, 50 steps) are left out here, not run twice."""
-    from fixative.checks import purify
-    from fixative.checks.robustness import purified_pair
-
-    out = {}
-    for item in cleaners:
-        if item.needs:
-            continue
-        try:
-            pp, oo = purified_pair(item, protected, art, [probe.encoder])
-        except purify.PurificationUnavailable:
-            continue
-        scored = probe.realigned(item.apply, oo) if item.moves_pixels else probe
-        out[item.name] = round(scored.decoded_share(pp, oo), 4)
-    return out
 
 
 def markdown(result: dict) -> str:

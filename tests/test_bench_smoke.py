@@ -168,13 +168,14 @@ def test_efficacy_preset_changes_are_read_as_numbers():
 
 def test_efficacy_measures_what_the_model_sees_after_each_cleaner(taef2, small_artwork):
     """A cleaner that changes nothing leaves the clean decoded share; JPEG 50 leaves less; a cleaner that
-    needs the decoder (IMPRESS) is left out rather than run twice."""
+    needs the decoder (IMPRESS) is measured in the same pass as its latent strength (``robustness``, which
+    bench.efficacy reads its ``decoded_after`` from)."""
     import numpy as np
     import torch
 
     import fixative
-    from bench.efficacy import decoded_after
     from fixative.checks import purify
+    from fixative.checks.robustness import robustness
     from fixative.features import StrengthProbe
     from fixative.plugins import hooks
     from fixative.targets import TargetRequest, make_target
@@ -189,7 +190,8 @@ def test_efficacy_measures_what_the_model_sees_after_each_cleaner(taef2, small_a
         purify.Purification("crop 10% + resize", lambda x: purify.crop_resize(x, 0.1), moves_pixels=True),
         purify.Purification("impress", lambda x, d: x, needs="decoder"),
     ]
-    seen = decoded_after(probe, protected, art, cleaners)
-    assert set(seen) == {"nothing", "jpeg 50", "crop 10% + resize"}
+    rows = robustness([probe], protected, art, cleaners, None, [])
+    seen = {r.purification: r.decoded_share for r in rows if r.decoded_share is not None}
+    assert set(seen) == {"nothing", "jpeg 50", "crop 10% + resize", "impress"}
     assert abs(seen["nothing"] - probe.decoded_share(protected, art)) < 1e-3
     assert seen["jpeg 50"] < seen["nothing"]

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..checks.measures import perceptual
 from ..checks.null import matched_noise, times_noise
-from ..checks.verdict import NOISE_MULTIPLE, PROTECTED_STRENGTH
+from ..checks.verdict import NOISE_MULTIPLE, PROTECTED_STRENGTH, under_the_line
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
 from ..load import Artwork, load_image, padded_for_encoders, to_artwork
@@ -310,15 +310,7 @@ def make_report(
 def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
     """Said at once when ``fixative check`` would not call this file protected (its strength or matched
     noise lines), with what measurably moves further: a protection is not claimed, it is measured."""
-    weak = [
-        r
-        for r in rows
-        if r.used_to_protect
-        and (
-            r.strength < PROTECTED_STRENGTH
-            or (r.noise_strength is not None and r.strength < NOISE_MULTIPLE * max(r.noise_strength, 0.0))
-        )
-    ]
+    weak = [r for r in rows if r.used_to_protect and under_the_line(r.strength, r.noise_strength)]
     if not weak:
         return None
     said = ", ".join(f"{r.family} strength {r.strength:.2f} ({beside_noise(r)})" for r in weak)

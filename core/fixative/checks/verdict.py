@@ -19,6 +19,16 @@ ESTIMATE_MARGIN = ESTIMATE_ERROR  # extra strength asked of an estimate (no orig
 NOISE_MULTIPLE = 3.0
 
 
+def noise_like(strength: float, noise_strength: float | None) -> bool:
+    """Whether ``strength`` fails to beat matched noise on the same image by ``NOISE_MULTIPLE``."""
+    return noise_strength is not None and strength < NOISE_MULTIPLE * max(noise_strength, 0.0)
+
+
+def under_the_line(strength: float, noise_strength: float | None) -> bool:
+    """Whether an exact strength is short of what ``verdict`` calls protected (its strength or noise line)."""
+    return strength < PROTECTED_STRENGTH or noise_like(strength, noise_strength)
+
+
 @dataclass
 class Visuals:
     """Pixels for the HTML report, (3, H, W) 0..1; ``None`` where they could not be made."""
@@ -60,7 +70,7 @@ def verdict(
         )
     if strength < needed:
         return "not protected", f"strength {strength:.2f} is below {needed:.2f}"
-    if noise_strength is not None and strength < NOISE_MULTIPLE * max(noise_strength, 0.0):
+    if noise_like(strength, noise_strength):
         return "not protected", (
             f"strength {strength:.2f} is less than {NOISE_MULTIPLE:g}x what matched noise scores "
             f"({noise_strength:.2f})"
