@@ -111,14 +111,19 @@ def measure(art, protected, recorded: dict, method: str, anchor, encoders: dict,
         "decoded_x_noise": times_noise(share, noise_share),
     }
     notes: list[str] = []
-    kept = robustness([probe], protected, art, cleaners, strength, notes)
+    kept = robustness([probe], protected, art, cleaners, strength, notes, noise)
     row["kept"] = {r.purification: r.share_kept for r in kept if r.share_kept is not None}
+    row["after"] = {r.purification: r.strength for r in kept if r.strength is not None}
+    row["noise_after"] = {r.purification: r.noise_strength for r in kept if r.noise_strength is not None}
     row["skipped"] = {r.purification: r.skipped for r in kept if r.skipped}
     if row["kept"]:
         worst = min(row["kept"], key=row["kept"].get)
         row["worst"] = [worst, row["kept"][worst]]
     # what the model sees after each cleaner (the latent "kept" can sit where the decoder does not look)
     row["decoded_after"] = {r.purification: r.decoded_share for r in kept if r.decoded_share is not None}
+    row["noise_decoded_after"] = {
+        r.purification: r.noise_decoded_share for r in kept if r.noise_decoded_share is not None
+    }  # matched noise put through the same cleaner: the null of each figure after it
     other = StrengthProbe.build(encoders["taesana"], goal, art)
     transfer, transfer_noise = other.strength(protected, art)[0], other.strength(noise, art)[0]
     row["transfer_taesana"] = round(transfer, 4)
@@ -156,15 +161,36 @@ def markdown(result: dict) -> str:
             f"{r['decoded_share']:.3f} ({r['noise_decoded_share']:.3f}) | "
             f"{r['transfer_taesana']:.3f} ({r['transfer_x_noise']}) | {worst} |{kept}"
         )
+    nulls = [c for c in cleaners if any(c in r.get("noise_after", {}) for r in result["rows"])]
+    if nulls:
+        lines += ["", "## Strength left after each cleaner (matched noise put through it)", ""]
+        lines += ["| image | method | clean |" + "".join(f" {c} |" for c in nulls)]
+        lines += ["|---|---|---|" + "---|" * len(nulls)]
+        for r in result["rows"]:
+            if "error" not in r:
+                left, null = r.get("after", {}), r.get("noise_after", {})
+                cells = "".join(
+                    f" {left[c]:.3f} ({null[c]:.3f}) |" if c in left and c in null else " - |" for c in nulls
+                )
+                lines.append(f"| {r['image']} {r['size']}² | {r['method']} | {r['strength']:.3f} |{cells}")
     after = [c for c in cleaners if any(c in r.get("decoded_after", {}) for r in result["rows"])]
     if after:
-        lines += ["", "## What the model sees after each cleaner (decoded share)", ""]
+        lines += [
+            "",
+            "## What the model sees after each cleaner (decoded share; matched noise put through it)",
+            "",
+        ]
         lines += ["| image | method | clean |" + "".join(f" {c} |" for c in after)]
         lines += ["|---|---|---|" + "---|" * len(after)]
         for r in result["rows"]:
             if "error" not in r:
-                seen = r.get("decoded_after", {})
-                cells = "".join(f" {seen[c]:.3f} |" if c in seen else " - |" for c in after)
+                seen, null = r.get("decoded_after", {}), r.get("noise_decoded_after", {})
+                cells = "".join(
+                    (f" {seen[c]:.3f}" + (f" ({null[c]:.3f})" if c in null else "") + " |")
+                    if c in seen
+                    else " - |"
+                    for c in after
+                )
                 name = f"{r['image']} {r['size']}²"
                 lines.append(f"| {name} | {r['method']} | {r['decoded_share']:.3f} |{cells}")
     lines += ["", "## Per method: mean (min-max) over the images", ""]

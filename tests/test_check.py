@@ -85,6 +85,27 @@ def test_jpeg50_leaves_less_strength_than_jpeg95(protected_files):
     # what the model sees after each (taef2 has its decoder): measured, and JPEG 50 leaves it less too
     seen = {r["purification"]: r["decoded_share"] for r in result["robustness"]}
     assert seen["jpeg 50"] is not None and seen["jpeg 50"] < seen["jpeg 95"]
+    # each beside its null: matched noise put through the same cleaner scores far less
+    for row in result["robustness"]:
+        assert row["noise_strength"] is not None and row["noise_decoded_share"] is not None
+        assert row["strength"] > 3 * max(row["noise_strength"], 0.0), row
+        assert row["decoded_share"] > row["noise_decoded_share"], row
+
+
+def test_a_cleaner_survived_only_above_its_null():
+    """What a purification leaves must beat matched noise put through it, as the clean strength must beat
+    matched noise: IMPRESS moves any image a little toward some targets by itself."""
+    from fixative.checks.verdict import survived, verdict
+    from fixative.reports import Purified
+
+    above = Purified("jpeg 75", strength=0.10, noise_strength=0.01)
+    noise_like = Purified("impress", strength=0.10, noise_strength=0.05)
+    unknown = Purified("impress", strength=0.10)  # no null (no original): the strength line alone
+    assert survived(above) and survived(unknown) and not survived(noise_like)
+    said, why = verdict(0.3, [above, noise_like], exact=True, noise_strength=0.01)
+    assert said == "weakened by impress" and "matched noise 0.05" in why
+    said, why = verdict(0.3, [above, unknown], exact=True, noise_strength=0.01)
+    assert said == "protected" and "3x matched noise put through it" in why
 
 
 class _Collector(HTMLParser):
@@ -133,7 +154,8 @@ def test_html_report_is_valid_and_self_contained(protected_files, tmp_path):
     parser.feed(text)
     parser.close()
     assert not parser.errors and not parser.stack
-    assert parser.svg == 1
+    assert parser.svg == 2  # strength, and what the model sees, after each cleaner
+    assert text.count('class="noise"') == 2 * 4  # matched noise's tick: as published and after each cleaner
     # original, protected, amplified difference, what the model sees of each; the most visible region
     # zoomed: before, after, change
     assert len(parser.images) == 8

@@ -158,7 +158,8 @@ def test_protect_two_images_one_corrupt_compare_and_download(page, small_artwork
     figures = done.locator(".figures").inner_text()
     assert "Strength" in figures and "What the model sees" in figures and "Visibility" in figures
     assert "of the strength kept" in figures  # robustness from the check
-    assert "kept; the model sees" in figures  # and what the model sees after each cleaner
+    assert "left, matched noise" in figures  # beside the null put through the same cleaner
+    assert "; the model sees" in figures  # and what the model sees after each cleaner
     if not lpips_weights_present():  # the report's notes are shown: this one is always there then
         assert "LPIPS not measured" in figures
     assert not done.locator("button.cancel").is_visible() and not done.locator(".side").is_visible()

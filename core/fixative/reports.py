@@ -92,6 +92,10 @@ class Purified(Record):
     # what the model sees after it: decoded share of the purified file against the purified original, through
     # the first encoder with a decoder (latent strength alone can sit in directions the decoder ignores)
     decoded_share: float | None = None
+    # the null after the same purification: matched noise (the file's own |change| with random signs) put
+    # through it and scored the same way (a purification such as IMPRESS moves any image a little itself)
+    noise_strength: float | None = None
+    noise_decoded_share: float | None = None
 
 
 @dataclass

@@ -106,10 +106,11 @@ def run_check(
     probes = [features.StrengthProbe.build(e, goal, reference, tile) for e in primary] if goal else []
     found = detect(given, probes, primary[0].device, tile) if probes and not given.exact else None  # 4
     p, o = given.art.rgb, original_or_estimate(given, probes)
-    rows = strength_rows(primary, probes, p, o, given, tile)  # 5
+    noise = (matched_noise(o, p, seed=1) * 255).round() / 255 if given.exact else None  # the null
+    rows = strength_rows(primary, probes, p, o, noise, given, tile)  # 5
     strength = min((r.strength for r in rows if r.strength is not None), default=None)
     chosen = cleaners(purifications, fast, impress_steps)
-    purified = robustness(probes, p, o, chosen, strength, notes) if probes else []  # 6
+    purified = robustness(probes, p, o, chosen, strength, notes, noise) if probes else []  # 6
     wanted = (not fast if transfer is None else transfer) and goal is not None
     transfer_rows = (
         transfer_strengths(primary, goal, reference, p, o, device, tile, notes) if wanted else []
@@ -280,10 +281,9 @@ def original_or_estimate(given: _Inputs, probes: list) -> torch.Tensor | None:
     return estimate.estimate_original(given.art.rgb, probes, float(budget.get("jnd_scale", 1.0)), cap)
 
 
-def strength_rows(primary, probes, p, o, given: _Inputs, tile: int) -> list[EncoderStrength]:
+def strength_rows(primary, probes, p, o, noise, given: _Inputs, tile: int) -> list[EncoderStrength]:
     """Per encoder: strength and decoded share; with the original, matched noise beside each."""
     rows = []
-    noise = None if not given.exact else (matched_noise(o, p, seed=1) * 255).round() / 255
     for encoder, probe in zip(primary, probes or [None] * len(primary), strict=True):
         if probe is None:
             row = EncoderStrength(name=encoder.name, family=encoder.family, strength=None)

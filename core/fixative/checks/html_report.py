@@ -63,26 +63,51 @@ def _figure(rgb: torch.Tensor, caption: str) -> str:
     )
 
 
+Bar = tuple[str, float | None, str, float | None]  # label, value, colour, what matched noise scores there
+
+
 def strength_chart(result: CheckReport, width: int = 720, bar_height: int = 22) -> str:
     """Horizontal bars: strength as measured, then after each purification, then on transfer encoders;
-    dashed lines at the documented thresholds. Inline SVG, no script."""
-    rows: list[tuple[str, float | None, str]] = [("as published", result.strength, "#2d6cdf")]
+    a black tick at what matched noise scores on each row where it was measured; dashed lines at the
+    documented thresholds. Inline SVG, no script."""
+    null = max((r.noise_strength for r in result.encoders if r.noise_strength is not None), default=None)
+    rows: list[Bar] = [("as published", result.strength, "#2d6cdf", null)]
     for r in result.robustness:
-        rows.append((r.purification, r.strength, "#2d6cdf" if r.survives else "#d9822b"))
+        rows.append((r.purification, r.strength, "#2d6cdf" if r.survives else "#d9822b", r.noise_strength))
     for r in result.transfer:
-        rows.append((f"transfer: {r.name}", r.strength, "#7a5cc7"))
+        rows.append((f"transfer: {r.name}", r.strength, "#7a5cc7", r.noise_strength))
+    marks = ((SURVIVES_STRENGTH, "survives"), (PROTECTED_STRENGTH, "protected"))
+    return bar_chart(rows, marks, "strength after each purification", width, bar_height)
+
+
+def model_sees_chart(result: CheckReport, width: int = 720, bar_height: int = 22) -> str:
+    """What the model sees (decoded share) as published and after each purification, with matched noise's
+    tick; empty when no encoder had its decoder. No thresholds: the verdict reads the strength."""
+    seeing = next((r for r in result.encoders if r.decoded_share is not None), None)
+    if seeing is None:
+        return ""
+    rows: list[Bar] = [("as published", seeing.decoded_share, "#3a9a5b", seeing.noise_decoded_share)]
+    rows += [
+        (r.purification, r.decoded_share, "#3a9a5b", r.noise_decoded_share)
+        for r in result.robustness
+        if not r.skipped
+    ]
+    return bar_chart(rows, (), "what the model sees after each purification", width, bar_height)
+
+
+def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -> str:
     label_w, pad = 190, 10
     plot_w = width - label_w - 60
     height = pad * 2 + bar_height * len(rows) + 24
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="strength after each purification">'
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(label)}">'
     ]
-    for i, (label, value, colour) in enumerate(rows):
+    for i, (name, value, colour, noise) in enumerate(rows):
         y = pad + i * bar_height
         parts.append(
             f'<text x="{label_w - 8}" y="{y + bar_height * 0.68:.1f}" text-anchor="end" '
-            f'font-size="12" fill="#333">{html.escape(label)}</text>'
+            f'font-size="12" fill="#333">{html.escape(name)}</text>'
         )
         if value is None or (isinstance(value, float) and math.isnan(value)):
             parts.append(
@@ -94,12 +119,19 @@ def strength_chart(result: CheckReport, width: int = 720, bar_height: int = 22) 
         parts.append(
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_height - 6}" fill="{colour}"/>'
         )
+        said = f"{value:.2f}" + ("" if noise is None else f" (noise {noise:.2f})")
         parts.append(
             f'<text x="{label_w + w + 4:.1f}" y="{y + bar_height * 0.68:.1f}" font-size="12" '
-            f'fill="#333">{value:.2f}</text>'
+            f'fill="#333">{said}</text>'
         )
+        if noise is not None:
+            x = label_w + max(0.0, min(1.0, noise)) * plot_w
+            parts.append(
+                f'<line class="noise" x1="{x:.1f}" y1="{y + 1}" x2="{x:.1f}" y2="{y + bar_height - 1}" '
+                'stroke="#000" stroke-width="2"/>'
+            )
     axis_y = pad + bar_height * len(rows)
-    for mark, name in ((SURVIVES_STRENGTH, "survives"), (PROTECTED_STRENGTH, "protected")):
+    for mark, name in marks:
         x = label_w + mark * plot_w
         parts.append(
             f'<line x1="{x:.1f}" y1="{pad}" x2="{x:.1f}" y2="{axis_y}" stroke="#999" stroke-dasharray="4 3"/>'
@@ -149,9 +181,18 @@ def render(result: CheckReport, visuals: Visuals) -> str:
         "<h2>Strength, and what survives purification</h2>",
         "<p>Strength: how far the model's features of your image moved toward the protection's target "
         "(0 = not at all, 1 = all the way). Each purification is something a scraper or an attacker "
-        "can do to your file before training on it.</p>",
+        "can do to your file before training on it. The black tick on each bar is what matched noise (the "
+        "same change per pixel with random signs) scores there, put through the same purification.</p>",
         strength_chart(result),
     ]
+    seen = model_sees_chart(result)
+    if seen:
+        out += [
+            "<h2>What the model sees, after each purification</h2>",
+            "<p>How far the picture the model decodes from your file moved toward the target's picture "
+            "(0 = not at all, 1 = all the way), compared with the equally purified original.</p>",
+            seen,
+        ]
     out += figures(result)
     if result.notes:
         out += [
@@ -205,11 +246,17 @@ def zoomed_region(original: torch.Tensor, protected: torch.Tensor) -> list[str]:
 def figures(result: CheckReport) -> list[str]:
     """Strength per encoder (protecting and transfer) and the perceptual cost, as tables."""
     esc = html.escape
-    out = ["<h2>Figures</h2><table><tr><th>encoder</th><th>used to protect</th><th>strength</th></tr>"]
+    out = [
+        "<h2>Figures</h2><table><tr><th>encoder</th><th>used to protect</th><th>strength</th>"
+        "<th>matched noise</th><th>what the model sees</th><th>matched noise</th></tr>"
+    ]
     for row in [*result.encoders, *result.transfer]:
         used = "yes" if row.used_to_protect else "no (transfer)"
+        cells = (row.strength, row.noise_strength, row.decoded_share, row.noise_decoded_share)
         out.append(
-            f'<tr><td>{esc(row.name)}</td><td>{used}</td><td class="num">{_num(row.strength)}</td></tr>'
+            f"<tr><td>{esc(row.name)}</td><td>{used}</td>"
+            + "".join(f'<td class="num">{_num(v)}</td>' for v in cells)
+            + "</tr>"
         )
     out.append("</table>")
     p = result.perceptual

@@ -47,15 +47,20 @@ def table(result: CheckReport) -> str:
             f"LPIPS {_fmt(p.lpips, 3)}  L∞ {_fmt(p.linf_255, 0)}/255",
         ]
     if result.robustness:
-        lines += ["", f"  {'after purification':<24} {'strength':>8}  {'':20}  model sees"]
+        nulls = any(r.noise_strength is not None for r in result.robustness)
+        null_head = f"  {'(noise)':>7}" if nulls else ""
+        lines += ["", f"  {'after purification':<24} {'strength':>8}{null_head}  {'':20}  model sees"]
         for row in result.robustness:
             if row.skipped:
                 lines.append(f"  {row.purification:<24} {'skipped':>8}")
                 continue
             mark = "" if row.survives else "  < survives threshold"
+            null = f"  {'(' + _fmt(row.noise_strength) + ')':>7}" if nulls else ""
             seen = f"  {_fmt(row.decoded_share):>10}" if row.decoded_share is not None else ""
+            if row.decoded_share is not None and row.noise_decoded_share is not None:
+                seen += f" (noise {_fmt(row.noise_decoded_share)})"
             lines.append(
-                f"  {row.purification:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{seen}{mark}"
+                f"  {row.purification:<24} {_fmt(row.strength):>8}{null}  {_bar(row.strength)}{seen}{mark}"
             )
     if result.transfer:
         lines += ["", f"  {'transfer (not used)':<24} {'strength':>8}"]

@@ -1,4 +1,5 @@
-"""Strength after each purification an attacker can run (``purify.standard()``)."""
+"""Strength after each purification an attacker can run (``purify.standard()``), beside its null: matched
+noise put through the same purification."""
 
 from __future__ import annotations
 
@@ -7,21 +8,30 @@ import torch
 from ..features import StrengthProbe
 from ..reports import Purified
 from . import purify
-from .verdict import SURVIVES_STRENGTH
+from .verdict import survived
+
+
+def _decoder(encoders: list):
+    decoder = next((e for e in encoders if getattr(e, "has_decoder", False)), None)
+    if decoder is None:
+        raise purify.PurificationUnavailable("needs a decoder; none of the encoders has one")
+    return decoder
 
 
 def purified_pair(item: purify.Purification, protected: torch.Tensor, original: torch.Tensor, encoders: list):
     """The purified protected image and what it is compared with (the equally purified original, or the
     original itself for costly purifications); raises ``PurificationUnavailable``."""
     if item.needs == "decoder":
-        decoder = next((e for e in encoders if getattr(e, "has_decoder", False)), None)
-        if decoder is None:
-            raise purify.PurificationUnavailable("needs a decoder; none of the encoders has one")
+        decoder = _decoder(encoders)
         pp = item.apply(protected, decoder)
         oo = original if item.baseline == "original" else item.apply(original, decoder)
         return pp, oo
     pp = item.apply(protected)
     return pp, original if item.baseline == "original" else item.apply(original)
+
+
+def _purified(item: purify.Purification, image: torch.Tensor, encoders: list) -> torch.Tensor:
+    return item.apply(image, _decoder(encoders)) if item.needs == "decoder" else item.apply(image)
 
 
 def robustness(
@@ -31,8 +41,13 @@ def robustness(
     chosen: list[purify.Purification],
     clean_strength: float | None,
     notes: list[str],
+    noise: torch.Tensor | None = None,
 ) -> list[Purified]:
-    """One row per purification: strength left (the weakest encoder's), share of the clean strength kept."""
+    """One row per purification: strength left (the weakest encoder's), share of the clean strength kept,
+    what the model sees; with ``noise`` (matched noise on the original), the same figures for the noise put
+    through the same purification, and a purification counts as survived only when what is left is at
+    least ``SURVIVES_STRENGTH`` and beats that null as the verdict asks of the clean strength
+    (``verdict.survived``)."""
     rows = []
     encoders = [p.encoder for p in probes]
     for item in chosen:
@@ -50,7 +65,13 @@ def robustness(
         if seeing is not None:
             row.decoded_share = round(seeing.decoded_share(pp, oo), 4)
         row.strength = min(row.per_encoder.values())
-        row.survives = row.strength >= SURVIVES_STRENGTH
+        if noise is not None:
+            nn = _purified(item, noise, encoders)
+            # the strongest encoder's null: the rule below must not pass noise off on any of them
+            row.noise_strength = round(max(p.strength(nn, oo)[0] for p in scored), 4)
+            if seeing is not None:
+                row.noise_decoded_share = round(seeing.decoded_share(nn, oo), 4)
+        row.survives = survived(row)
         if clean_strength:
             row.share_kept = round(row.strength / clean_strength, 4)
         rows.append(row)

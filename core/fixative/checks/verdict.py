@@ -29,6 +29,14 @@ def under_the_line(strength: float, noise_strength: float | None) -> bool:
     return strength < PROTECTED_STRENGTH or noise_like(strength, noise_strength)
 
 
+def survived(row: Purified) -> bool:
+    """Whether what a purification left is still a protection: at least ``SURVIVES_STRENGTH`` and, where
+    matched noise went through the same purification, ``NOISE_MULTIPLE`` times what it scores."""
+    return row.strength is not None and (
+        row.strength >= SURVIVES_STRENGTH and not noise_like(row.strength, row.noise_strength)
+    )
+
+
 @dataclass
 class Visuals:
     """Pixels for the HTML report, (3, H, W) 0..1; ``None`` where they could not be made."""
@@ -76,14 +84,17 @@ def verdict(
             f"({noise_strength:.2f})"
         )
     measured = [r for r in robustness if r.strength is not None]
-    broken = sorted((r for r in measured if r.strength < SURVIVES_STRENGTH), key=lambda r: r.strength)
+    broken = sorted((r for r in measured if not survived(r)), key=lambda r: r.strength)
     estimated = "" if exact else " (estimated)"
     if broken:
         worst = broken[0]
+        null = f", matched noise {worst.noise_strength:.2f}" if worst.noise_strength is not None else ""
         return (
             f"weakened by {worst.purification}{estimated}",
             f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
-            f"{SURVIVES_STRENGTH:.2f} (worst: {worst.purification}, {worst.strength:.2f})",
+            f"{SURVIVES_STRENGTH:.2f} or under {NOISE_MULTIPLE:g}x what matched noise put through them "
+            "scores "
+            f"(worst: {worst.purification}, {worst.strength:.2f}{null})",
         )
     said = (
         "protected"
@@ -93,6 +104,11 @@ def verdict(
     return said, (
         f"strength {strength:.2f} (>= {needed:.2f}) and at least {SURVIVES_STRENGTH:.2f} "
         f"left after each of {len(measured)} purification(s)"
+        + (
+            f", each >= {NOISE_MULTIPLE:g}x matched noise put through it"
+            if any(r.noise_strength is not None for r in measured)
+            else ""
+        )
     )
 
 

@@ -315,9 +315,12 @@ function showFigures(card, result) {
   for (const step of check.robustness || []) {
     if (step.skipped) rows.push([`After ${step.purification}`, `not measured (${step.skipped})`]);
     else {
-      const seen = step.decoded_share === null || step.decoded_share === undefined
-        ? "" : `; the model sees ${pct(step.decoded_share)} of the way`;
-      rows.push([`After ${step.purification}`, `${pct(step.share_kept)} of the strength kept${seen}`]);
+      const given = (x) => x !== null && x !== undefined;
+      const null_ = (x) => (given(x) ? ` (noise ${pct(x)})` : "");  // matched noise through the same cleaner
+      const seen = given(step.decoded_share)
+        ? `; the model sees ${pct(step.decoded_share)} of the way${null_(step.noise_decoded_share)}` : "";
+      const left = `${num(step.strength)} left${given(step.noise_strength) ? `, matched noise ${num(step.noise_strength)}` : ""}`;
+      rows.push([`After ${step.purification}`, `${pct(step.share_kept)} of the strength kept (${left})${seen}`]);
     }
   }
   for (const note of report.notes || []) {  // what the engine said of this file: weak, not measured, transfer
