@@ -299,6 +299,31 @@ def test_check_is_simply_the_function_and_checks_the_stage():
     assert by_path is purify
 
 
+def test_progress_names_each_part_as_it_starts(protected_files, capsys):
+    """A full check runs for minutes (IMPRESS twice): hosts are told which part runs, in order, to the end."""
+    seen = []
+    fixative.check(
+        protected_files["protected"],
+        original=protected_files["original"],
+        purifications=CHEAP,
+        transfer=False,
+        progress=lambda done, total, info: seen.append((done, total, info["doing"])),
+    )
+    assert seen == [
+        (0, 4, "target and strength"),
+        (1, 4, "jpeg 95"),
+        (2, 4, "jpeg 50"),
+        (3, 4, "pictures"),
+        (4, 4, "done"),
+    ]
+    code = main(
+        ["check", str(protected_files["protected"]), "--original", str(protected_files["original"]), "--fast"]
+        + ["--progress"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "downscale 0.5" in err and "check" in err  # the bar, on stderr
+
+
 def test_cli_reports_and_min_strength(protected_files, tmp_path, capsys):
     f = protected_files
     out_json = tmp_path / "c.json"

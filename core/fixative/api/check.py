@@ -29,7 +29,7 @@ from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
 from ..targets import Target, TargetRequest, make_target, rebuild_target
 from ..version import __version__
-from .protect import DEFINITIONS, strength_row
+from .protect import DEFINITIONS, ProgressFn, strength_row
 
 
 @dataclass
@@ -57,6 +57,7 @@ def check(
     purifications: list[purify.Purification] | None = None,
     json_path: str | Path | None = None,
     html_path: str | Path | None = None,
+    progress: ProgressFn | None = None,
 ) -> CheckReport:
     """Measure a protected image: per-encoder strength, perceptual cost, strength after each purification,
     transfer to encoders not used to protect, notes about what could not be measured, and a verdict
@@ -66,11 +67,12 @@ def check(
     ``original`` the figures are estimates. ``models`` overrides the encoders recorded in the file.
     ``target`` is the style/anchor/target image given to ``protect``, when it used one. ``fast`` runs the
     quick subset ``protect --verify`` uses (two purifications, no transfer, no pictures).
-    ``purifications`` replaces the standard list (``fixative.checks.purify.standard()``).
+    ``purifications`` replaces the standard list (``fixative.checks.purify.standard()``). ``progress`` is
+    called as each part starts: ``(done, total, {"phase": "check", "doing": name})``.
     """
     result, visuals = run_check(
         protected, original, models, device, fast, target, pipeline,
-        purifications=purifications, impress_steps=impress_steps, transfer=transfer,
+        purifications=purifications, impress_steps=impress_steps, transfer=transfer, progress=progress,
     )  # fmt: skip
     if json_path:
         from ..checks.report import write_json
@@ -95,12 +97,23 @@ def run_check(
     impress_steps: int = 50,
     transfer: bool | None = None,
     tile: int = features.DEFAULT_TILE,
+    progress: ProgressFn | None = None,
 ) -> tuple[CheckReport, Visuals]:
     """The check and the pixels its HTML report shows. See ``check`` for the arguments."""
     started = time.perf_counter()
     given = read_inputs(protected, original)  # 1
     notes = given.notes
     primary = protecting_encoders(given.meta, models, device, notes)  # 2
+    chosen = cleaners(purifications, fast, impress_steps)
+    wanted = (not fast if transfer is None else transfer) and given.meta is not None
+    parts = [
+        "target and strength",
+        *(c.name for c in chosen),
+        *(["transfer"] * wanted),
+        *(["pictures"] * (not fast)),
+    ]
+    doing = Parts(progress, parts)
+    doing("target and strength")
     goal, target_info = target_of(given, target_image, pipeline, primary[0].device)  # 3
     reference = given.orig.rgb if given.exact else given.art.rgb
     probes = [features.StrengthProbe.build(e, goal, reference, tile) for e in primary] if goal else []
@@ -109,16 +122,19 @@ def run_check(
     noise = (matched_noise(o, p, seed=1) * 255).round() / 255 if given.exact else None  # the null
     rows = strength_rows(primary, probes, p, o, noise, given, tile)  # 5
     strength = min((r.strength for r in rows if r.strength is not None), default=None)
-    chosen = cleaners(purifications, fast, impress_steps)
-    purified = robustness(probes, p, o, chosen, strength, notes, noise) if probes else []  # 6
-    wanted = (not fast if transfer is None else transfer) and goal is not None
+    purified = robustness(probes, p, o, chosen, strength, notes, noise, doing) if probes else []  # 6
+    doing("transfer")
     transfer_rows = (
-        transfer_strengths(primary, goal, reference, p, o, device, tile, notes) if wanted else []
+        transfer_strengths(primary, goal, reference, p, o, device, tile, notes)
+        if wanted and goal is not None
+        else []
     )  # 7
     measures = perceptual_cost(given)  # 8
+    doing("pictures")
     visuals = (
         pictures(given, primary, device, notes) if not fast else Visuals(given.orig and given.orig.rgb, p)
     )  # 9
+    doing.finish()
     missing = tuple(r.purification for r in purified if r.skipped)
     null = max((r.noise_strength for r in rows if r.noise_strength is not None), default=None)
     said, reason = verdict(
@@ -149,6 +165,27 @@ def run_check(
         definitions=DEFINITIONS,
     )
     return report, visuals
+
+
+class Parts:
+    """Tells ``progress`` (done, total, {"phase": "check", "doing": name}) as each named part of a check
+    starts, so a host can show what a minutes-long check is doing (IMPRESS takes most of it); parts that do
+    not run are passed over."""
+
+    def __init__(self, progress: ProgressFn | None, names: list[str]) -> None:
+        self.progress, self.names, self.done = progress, names, 0
+
+    def __call__(self, name: str) -> None:
+        if name not in self.names[self.done :]:
+            return
+        self.done = self.names.index(name, self.done)
+        if self.progress is not None:
+            self.progress(self.done, len(self.names), {"phase": "check", "doing": name})
+        self.done += 1
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress(len(self.names), len(self.names), {"phase": "check", "doing": "done"})
 
 
 def cleaners(purifications, fast: bool, impress_steps: int) -> list[purify.Purification]:

@@ -3,6 +3,8 @@ noise put through the same purification."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..features import StrengthProbe
@@ -42,6 +44,7 @@ def robustness(
     clean_strength: float | None,
     notes: list[str],
     noise: torch.Tensor | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> list[Purified]:
     """One row per purification: strength left (the weakest encoder's), share of the clean strength kept,
     what the model sees; with ``noise`` (matched noise on the original), the same figures for the noise put
@@ -51,6 +54,8 @@ def robustness(
     rows = []
     encoders = [p.encoder for p in probes]
     for item in chosen:
+        if starting is not None:
+            starting(item.name)
         row = Purified(item.name)
         try:
             pp, oo = purified_pair(item, protected, original, encoders)

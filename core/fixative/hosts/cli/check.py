@@ -19,16 +19,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise BadParameterError(f"--min-strength must be between -1 and 1, got {args.min_strength}")
     if args.impress_steps < 0:
         raise BadParameterError("--impress-steps must be >= 0")
-    result, visuals = run_check(
-        args.protected,
-        original=args.original,
-        models=args.model or None,
-        device=args.device,
-        fast=args.fast,
-        target_image=args.target,
-        pipeline=args.pipeline,
-        impress_steps=args.impress_steps,
-    )
+    bar = PartsBar((not args.quiet and sys.stderr.isatty()) or args.progress)
+    try:
+        result, visuals = run_check(
+            args.protected,
+            original=args.original,
+            models=args.model or None,
+            device=args.device,
+            fast=args.fast,
+            target_image=args.target,
+            pipeline=args.pipeline,
+            impress_steps=args.impress_steps,
+            progress=bar.on_part,
+        )
+    finally:
+        bar.close()
     if args.json:
         write_json(result, args.json)
     if args.html:
@@ -46,6 +51,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             )
             return EXIT_BELOW_MIN
     return 0
+
+
+class PartsBar:
+    """A tqdm bar on stderr naming the part of the check that runs (IMPRESS takes most of a full check)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bar = enabled, None
+
+    def on_part(self, done: int, total: int, info: dict) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="check", unit="part", leave=False, file=sys.stderr)
+        self.bar.n = done
+        self.bar.set_postfix_str(str(info.get("doing", "")), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def register(subparsers) -> None:
@@ -75,5 +102,6 @@ def register(subparsers) -> None:
         "--impress-steps", type=int, default=50, help="steps of the IMPRESS purification (default 50)"
     )
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    c.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     c.set_defaults(func=cmd_check)
