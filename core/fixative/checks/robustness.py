@@ -65,17 +65,21 @@ def robustness(
             rows.append(row)
             continue
         scored = [p.realigned(item.apply, oo) for p in probes] if item.moves_pixels else probes
-        row.per_encoder = {p.encoder.name: round(p.strength(pp, oo)[0], 4) for p in scored}
-        seeing = next((p for p in scored if p.sees), None)
-        if seeing is not None:
-            row.decoded_share = round(seeing.decoded_share(pp, oo), 4)
+        nn = None if noise is None else _purified(item, noise, encoders)
+        # the purified original encoded (and decoded) once for the file and its null
+        compared = [p.compare(oo, *([pp] if nn is None else [pp, nn])) for p in scored]
+        row.per_encoder = {
+            p.encoder.name: round(c[0].strength, 4) for p, c in zip(scored, compared, strict=True)
+        }
         row.strength = min(row.per_encoder.values())
-        if noise is not None:
-            nn = _purified(item, noise, encoders)
+        seen = next((c for p, c in zip(scored, compared, strict=True) if p.sees), None)
+        if seen is not None:
+            row.decoded_share = round(seen[0].decoded_share, 4)
+        if nn is not None:
             # the strongest encoder's null: the rule below must not pass noise off on any of them
-            row.noise_strength = round(max(p.strength(nn, oo)[0] for p in scored), 4)
-            if seeing is not None:
-                row.noise_decoded_share = round(seeing.decoded_share(nn, oo), 4)
+            row.noise_strength = round(max(c[1].strength for c in compared), 4)
+            if seen is not None:
+                row.noise_decoded_share = round(seen[1].decoded_share, 4)
         row.survives = survived(row)
         if clean_strength:
             row.share_kept = round(row.strength / clean_strength, 4)
