@@ -131,6 +131,24 @@ def measure(art, protected, recorded: dict, method: str, anchor, encoders: dict,
     return row
 
 
+def after_table(result: dict, title: str, clean: str, key: str, null_key: str) -> list[str]:
+    """One figure after each cleaner, per row, with matched noise put through the same cleaner beside it."""
+    cleaners = [c for c in result["cleaners"] if any(c in r.get(key, {}) for r in result["rows"])]
+    if not cleaners:
+        return []
+    lines = ["", f"## {title} (matched noise put through it)", ""]
+    lines += ["| image | method | clean |" + "".join(f" {c} |" for c in cleaners)]
+    lines += ["|---|---|---|" + "---|" * len(cleaners)]
+    for r in (r for r in result["rows"] if "error" not in r):
+        left, null = r.get(key, {}), r.get(null_key, {})
+        cells = "".join(
+            (f" {left[c]:.3f}" + (f" ({null[c]:.3f})" if c in null else "") + " |") if c in left else " - |"
+            for c in cleaners
+        )
+        lines.append(f"| {r['image']} {r['size']}² | {r['method']} | {r[clean]:.3f} |{cells}")
+    return lines
+
+
 def markdown(result: dict) -> str:
     cleaners = result["cleaners"]
     head = (
@@ -161,38 +179,11 @@ def markdown(result: dict) -> str:
             f"{r['decoded_share']:.3f} ({r['noise_decoded_share']:.3f}) | "
             f"{r['transfer_taesana']:.3f} ({r['transfer_x_noise']}) | {worst} |{kept}"
         )
-    nulls = [c for c in cleaners if any(c in r.get("noise_after", {}) for r in result["rows"])]
-    if nulls:
-        lines += ["", "## Strength left after each cleaner (matched noise put through it)", ""]
-        lines += ["| image | method | clean |" + "".join(f" {c} |" for c in nulls)]
-        lines += ["|---|---|---|" + "---|" * len(nulls)]
-        for r in result["rows"]:
-            if "error" not in r:
-                left, null = r.get("after", {}), r.get("noise_after", {})
-                cells = "".join(
-                    f" {left[c]:.3f} ({null[c]:.3f}) |" if c in left and c in null else " - |" for c in nulls
-                )
-                lines.append(f"| {r['image']} {r['size']}² | {r['method']} | {r['strength']:.3f} |{cells}")
-    after = [c for c in cleaners if any(c in r.get("decoded_after", {}) for r in result["rows"])]
-    if after:
-        lines += [
-            "",
-            "## What the model sees after each cleaner (decoded share; matched noise put through it)",
-            "",
-        ]
-        lines += ["| image | method | clean |" + "".join(f" {c} |" for c in after)]
-        lines += ["|---|---|---|" + "---|" * len(after)]
-        for r in result["rows"]:
-            if "error" not in r:
-                seen, null = r.get("decoded_after", {}), r.get("noise_decoded_after", {})
-                cells = "".join(
-                    (f" {seen[c]:.3f}" + (f" ({null[c]:.3f})" if c in null else "") + " |")
-                    if c in seen
-                    else " - |"
-                    for c in after
-                )
-                name = f"{r['image']} {r['size']}²"
-                lines.append(f"| {name} | {r['method']} | {r['decoded_share']:.3f} |{cells}")
+    lines += after_table(result, "Strength left after each cleaner", "strength", "after", "noise_after")
+    lines += after_table(
+        result, "What the model sees (decoded share) after each cleaner", "decoded_share", "decoded_after",
+        "noise_decoded_after",
+    )  # fmt: skip
     lines += ["", "## Per method: mean (min-max) over the images", ""]
     lines += [
         "| method | strength | decoded share | taesana | kept, worst cleaner |",
