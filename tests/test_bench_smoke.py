@@ -195,3 +195,16 @@ def test_efficacy_measures_what_the_model_sees_after_each_cleaner(taef2, small_a
     assert set(seen) == {"nothing", "jpeg 50", "crop 10% + resize", "impress"}
     assert abs(seen["nothing"] - probe.decoded_share(protected, art)) < 1e-3
     assert seen["jpeg 50"] < seen["nothing"]
+    # with matched noise, each figure after a cleaner gets its null, and the report's tables show both
+    from bench.efficacy import after_table
+    from fixative.checks.null import matched_noise
+
+    noise = matched_noise(art, protected, seed=1)
+    rows = robustness([probe], protected, art, cleaners, None, [], noise)
+    assert all(r.noise_strength is not None and r.noise_decoded_share is not None for r in rows)
+    nothing = rows[0]
+    assert abs(nothing.noise_strength - probe.strength(noise, art)[0]) < 1e-3
+    row = {"image": "a", "size": 96, "method": "edit", "strength": 0.3, "after": {"jpeg 50": 0.1}}
+    row["noise_after"] = {"jpeg 50": 0.004}
+    table = after_table({"cleaners": ["jpeg 50"], "rows": [row]}, "Left", "strength", "after", "noise_after")
+    assert "| a 96² | edit | 0.300 | 0.100 (0.004) |" in table
