@@ -1,8 +1,8 @@
 """Calibration of ``fixative check`` without the original: what it says of clean images and matched noise
 that carry a protected file's metadata, and of genuine protections.
 
-    python -m bench.calibrate_check                   # every shared image at 256², style and edit
-    python -m bench.calibrate_check --sizes 256,512 --methods style,concept,edit
+    python -m bench.calibrate_check                   # every shared image at 256², every method (~27 min)
+    python -m bench.calibrate_check --sizes 256,512 --methods style,edit
 
 For every image and method: the genuine protection (default settings, taef2), the clean original and matched
 noise (the protection's own |change| with random signs), the latter two saved with the protection's metadata.
@@ -26,7 +26,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.calibrate_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", default="")
     p.add_argument("--sizes", default="256")
-    p.add_argument("--methods", default="style,edit")
+    p.add_argument("--methods", default="style,concept,edit")
     p.add_argument("--out", default=str(RESULTS))
     return p.parse_args(argv)
 
