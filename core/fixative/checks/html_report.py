@@ -98,7 +98,7 @@ def model_sees_chart(result: CheckReport, width: int = 720, bar_height: int = 22
 def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -> str:
     label_w, pad = 190, 10
     plot_w = width - label_w - 60
-    height = pad * 2 + bar_height * len(rows) + 24
+    height = pad * 2 + bar_height * len(rows) + 10 + 14 * max(1, len(marks))
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(label)}">'
@@ -119,7 +119,7 @@ def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -
         parts.append(
             f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{bar_height - 6}" fill="{colour}"/>'
         )
-        said = f"{value:.2f}" + ("" if noise is None else f" (noise {noise:.2f})")
+        said = _num(value) + ("" if noise is None else f" (noise {_num(noise)})")
         parts.append(
             f'<text x="{label_w + w + 4:.1f}" y="{y + bar_height * 0.68:.1f}" font-size="12" '
             f'fill="#333">{said}</text>'
@@ -131,13 +131,13 @@ def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -
                 'stroke="#000" stroke-width="2"/>'
             )
     axis_y = pad + bar_height * len(rows)
-    for mark, name in marks:
+    for row, (mark, name) in enumerate(marks):  # one line each: close thresholds' labels must not overlap
         x = label_w + mark * plot_w
         parts.append(
             f'<line x1="{x:.1f}" y1="{pad}" x2="{x:.1f}" y2="{axis_y}" stroke="#999" stroke-dasharray="4 3"/>'
         )
         parts.append(
-            f'<text x="{x:.1f}" y="{axis_y + 16}" font-size="11" text-anchor="middle" '
+            f'<text x="{x:.1f}" y="{axis_y + 16 + 14 * row}" font-size="11" text-anchor="start" '
             f'fill="#666">{name} {mark:.2f}</text>'
         )
     parts.append(f'<line x1="{label_w}" y1="{pad}" x2="{label_w}" y2="{axis_y}" stroke="#333"/>')
@@ -158,6 +158,8 @@ def _num(value, digits: int = 2) -> str:
         return "-"
     if isinstance(value, float) and math.isinf(value):
         return "∞"
+    if isinstance(value, float) and round(value, digits) == 0:
+        value = 0.0  # "-0.00" reads as a sign that is not there
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 

@@ -15,6 +15,8 @@ def _fmt(value, digits: int = 2) -> str:
     if isinstance(value, float):
         if math.isinf(value):
             return "inf"
+        if round(value, digits) == 0:
+            value = 0.0  # "-0.00" reads as a sign that is not there
         return f"{value:.{digits}f}"
     return str(value)
 
