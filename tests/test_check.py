@@ -90,6 +90,7 @@ def test_jpeg50_leaves_less_strength_than_jpeg95(protected_files):
         assert row["noise_strength"] is not None and row["noise_decoded_share"] is not None
         assert row["strength"] > 3 * max(row["noise_strength"], 0.0), row
         assert row["decoded_share"] > row["noise_decoded_share"], row
+    assert "matched noise through the same cleaner" in result["definitions"]["robustness"]
 
 
 def test_a_cleaner_survived_only_above_its_null():

@@ -162,9 +162,17 @@ def run_check(
         seconds=round(time.perf_counter() - started, 3),
         not_measured=list(missing),
         estimate=None if found is None else {**found.to_dict(), "uncertainty": estimate.ESTIMATE_ERROR},
-        definitions=DEFINITIONS,
+        definitions={**DEFINITIONS, **AFTER_CLEANERS},
     )
     return report, visuals
+
+
+AFTER_CLEANERS = {
+    "robustness": "each figure after a cleaner compares the purified file with the equally purified original "
+    "(IMPRESS: with the original itself); share_kept is strength after / strength before; noise_strength and "
+    "noise_decoded_share put matched noise through the same cleaner and score it the same way; a cleaner is "
+    "survived at strength >= thresholds.survives and >= 3x that noise strength",
+}
 
 
 class Parts:
