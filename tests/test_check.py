@@ -484,7 +484,7 @@ def test_an_estimate_is_held_to_its_measured_error():
 def test_figures_near_zero_print_without_a_sign():
     """Matched noise often scores -0.001: '-0.00' would read as a sign that is not there."""
     from fixative.checks.html_report import _num
-    from fixative.checks.report import _fmt
+    from fixative.checks.report import number as _fmt
 
     assert _fmt(-0.001) == _num(-0.004) == "0.00"
     assert _fmt(-0.02) == _num(-0.02) == "-0.02"

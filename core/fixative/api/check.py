@@ -21,7 +21,7 @@ from ..checks import estimate, purify
 from ..checks.measures import feature_shift, model_view, perceptual
 from ..checks.null import matched_noise
 from ..checks.robustness import robustness
-from ..checks.verdict import Visuals, thresholds, verdict
+from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
 from ..load import Artwork, padded_for_encoders, to_artwork
 from ..models import Encoder, find_models, load_encoders
@@ -171,7 +171,7 @@ AFTER_CLEANERS = {
     "robustness": "each figure after a cleaner compares the purified file with the equally purified original "
     "(IMPRESS: with the original itself); share_kept is strength after / strength before; noise_strength and "
     "noise_decoded_share put matched noise through the same cleaner and score it the same way; a cleaner is "
-    "survived at strength >= thresholds.survives and >= 3x that noise strength",
+    f"survived at strength >= thresholds.survives and >= {NOISE_MULTIPLE:g}x that noise strength",
 }
 
 

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from ..reports import CheckReport
+from .report import number
 from .verdict import PROTECTED_STRENGTH, SURVIVES_STRENGTH, Visuals
 from .visibility import most_visible_region
 
@@ -154,13 +155,9 @@ def _verdict_class(verdict: str) -> str:
 
 
 def _num(value, digits: int = 2) -> str:
-    if value is None:
-        return "-"
     if isinstance(value, float) and math.isinf(value):
         return "∞"
-    if isinstance(value, float) and round(value, digits) == 0:
-        value = 0.0  # "-0.00" reads as a sign that is not there
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+    return html.escape(number(value, digits))
 
 
 def render(result: CheckReport, visuals: Visuals) -> str:

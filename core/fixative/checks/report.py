@@ -9,7 +9,8 @@ from pathlib import Path
 from ..reports import CheckReport, clean
 
 
-def _fmt(value, digits: int = 2) -> str:
+def number(value, digits: int = 2) -> str:
+    """A figure as the reports print it: '-' for none, no sign on a figure that rounds to zero."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -35,18 +36,18 @@ def table(result: CheckReport) -> str:
         lines.append("  (no original given: strengths are estimates)")
     lines += ["", f"  {'encoder':<24} {'strength':>8}"]
     for row in result.encoders:
-        noise = f"  (noise {_fmt(row.noise_strength)})" if row.noise_strength is not None else ""
+        noise = f"  (noise {number(row.noise_strength)})" if row.noise_strength is not None else ""
         if row.decoded_share is not None:
-            noise += f"  model sees {_fmt(row.decoded_share)}"
+            noise += f"  model sees {number(row.decoded_share)}"
             if row.noise_decoded_share is not None:
-                noise += f" (noise {_fmt(row.noise_decoded_share)})"
-        lines.append(f"  {row.name:<24} {_fmt(row.strength):>8}  {_bar(row.strength)}{noise}")
+                noise += f" (noise {number(row.noise_decoded_share)})"
+        lines.append(f"  {row.name:<24} {number(row.strength):>8}  {_bar(row.strength)}{noise}")
     p = result.perceptual
     if p:
         lines += [
             "",
-            f"  perceptual: PSNR {_fmt(p.psnr_db, 1)} dB  SSIM {_fmt(p.ssim, 3)}  "
-            f"LPIPS {_fmt(p.lpips, 3)}  L∞ {_fmt(p.linf_255, 0)}/255",
+            f"  perceptual: PSNR {number(p.psnr_db, 1)} dB  SSIM {number(p.ssim, 3)}  "
+            f"LPIPS {number(p.lpips, 3)}  L∞ {number(p.linf_255, 0)}/255",
         ]
     if result.robustness:
         nulls = any(r.noise_strength is not None for r in result.robustness)
@@ -57,16 +58,16 @@ def table(result: CheckReport) -> str:
                 lines.append(f"  {row.purification:<24} {'skipped':>8}")
                 continue
             mark = "" if row.survives else "  < survives threshold"
-            null = f"  {'(' + _fmt(row.noise_strength) + ')':>7}" if nulls else ""
-            seen = f"  {_fmt(row.decoded_share):>10}" if row.decoded_share is not None else ""
+            null = f"  {'(' + number(row.noise_strength) + ')':>7}" if nulls else ""
+            seen = f"  {number(row.decoded_share):>10}" if row.decoded_share is not None else ""
             if row.decoded_share is not None and row.noise_decoded_share is not None:
-                seen += f" (noise {_fmt(row.noise_decoded_share)})"
+                seen += f" (noise {number(row.noise_decoded_share)})"
             lines.append(
-                f"  {row.purification:<24} {_fmt(row.strength):>8}{null}  {_bar(row.strength)}{seen}{mark}"
+                f"  {row.purification:<24} {number(row.strength):>8}{null}  {_bar(row.strength)}{seen}{mark}"
             )
     if result.transfer:
         lines += ["", f"  {'transfer (not used)':<24} {'strength':>8}"]
-        lines += [f"  {r.name:<24} {_fmt(r.strength):>8}  {_bar(r.strength)}" for r in result.transfer]
+        lines += [f"  {r.name:<24} {number(r.strength):>8}  {_bar(r.strength)}" for r in result.transfer]
     if result.notes:
         lines.append("")
         lines.extend(f"  note: {note}" for note in result.notes)

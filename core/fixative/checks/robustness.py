@@ -23,13 +23,8 @@ def _decoder(encoders: list):
 def purified_pair(item: purify.Purification, protected: torch.Tensor, original: torch.Tensor, encoders: list):
     """The purified protected image and what it is compared with (the equally purified original, or the
     original itself for costly purifications); raises ``PurificationUnavailable``."""
-    if item.needs == "decoder":
-        decoder = _decoder(encoders)
-        pp = item.apply(protected, decoder)
-        oo = original if item.baseline == "original" else item.apply(original, decoder)
-        return pp, oo
-    pp = item.apply(protected)
-    return pp, original if item.baseline == "original" else item.apply(original)
+    pp = _purified(item, protected, encoders)
+    return pp, original if item.baseline == "original" else _purified(item, original, encoders)
 
 
 def _purified(item: purify.Purification, image: torch.Tensor, encoders: list) -> torch.Tensor:

@@ -312,11 +312,11 @@ function showFigures(card, result) {
   const check = result.check || {};
   if (check.error) rows.push(["Check", check.error]);
   else if (check.verdict) rows.push(["Check", `${check.verdict}: ${check.verdict_reason || ""}`]);
+  const given = (x) => x !== null && x !== undefined;
+  const null_ = (x) => (given(x) ? ` (noise ${pct(x)})` : "");  // matched noise through the same cleaner
   for (const step of check.robustness || []) {
     if (step.skipped) rows.push([`After ${step.purification}`, `not measured (${step.skipped})`]);
     else {
-      const given = (x) => x !== null && x !== undefined;
-      const null_ = (x) => (given(x) ? ` (noise ${pct(x)})` : "");  // matched noise through the same cleaner
       const seen = given(step.decoded_share)
         ? `; the model sees ${pct(step.decoded_share)} of the way${null_(step.noise_decoded_share)}` : "";
       const left = `${num(step.strength)} left${given(step.noise_strength) ? `, matched noise ${num(step.noise_strength)}` : ""}`;
