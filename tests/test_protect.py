@@ -273,6 +273,20 @@ def test_reduced_precision_runs_within_budget(taef2_path, small_artwork):
     assert 0 < diff.max() <= DEFAULT_EPS_255
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_on_cpus_that_compute_it(monkeypatch, taef2_path, small_artwork, native):
+    """bf16 is emulated (slower than fp32) on CPUs without it in hardware: ``auto`` keeps fp32 there, and
+    the report says which precision ran."""
+    from fixative.models import base
+
+    monkeypatch.setattr(base, "native_bf16", lambda: native)
+    assert base.resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+    assert base.resolve_dtype("auto", torch.device("meta")) == torch.float32  # not a CPU: not measured
+    small = small_artwork.resize((48, 32))
+    result = fixative.protect(small, "edit", models=[str(taef2_path)], steps=1, quality="fast")
+    assert result.report["precision"] == ("bf16" if native else "fp32")
+
+
 def test_lpips_penalty_is_used_when_weights_exist(monkeypatch, taef2, small_artwork):
     """LPIPS weights are never downloaded here; a stand-in metric checks the penalty is wired in."""
     from fixative.optimise import loop

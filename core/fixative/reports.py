@@ -121,6 +121,7 @@ class ProtectReport(Record):
     device: str
     seed: int
     options: dict = field(default_factory=dict)
+    precision: str = "fp32"  # what the encoders computed in (``--precision auto`` resolved on this machine)
     eot: dict = field(default_factory=dict)  # the purifications drawn while hardening, by kind
     start: str = "random"  # where the optimiser started: seeded noise, or a bank's universal perturbation
     transfer: list[EncoderStrength] = field(default_factory=list)  # other families found here, not optimised

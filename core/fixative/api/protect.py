@@ -294,6 +294,7 @@ def make_report(
         device=str(encoders[0].device),
         seed=opts.seed,
         options=opts.recorded(),
+        precision=DTYPE_NAMES.get(encoders[0].dtype, str(encoders[0].dtype)),
         eot=eot.summary(optimised.draws),
         start=optimised.start,
         notes=list(artwork.notes),

@@ -224,7 +224,8 @@ def load_encoders(
     cache: EncoderCache | None = CACHE,
 ) -> list[Encoder]:
     """Encoders for an ensemble: each spec may be a path, a name, a hub id, an entry or a loaded encoder."""
-    dev, dt = resolve_device(device), resolve_dtype(dtype)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
     encoders = []
     for spec in _specs(models, hooks, dev):
         if isinstance(spec, Encoder):

@@ -43,6 +43,7 @@ class ProtectWorker:
         import torch
 
         from ...models import load_encoders
+        from ...options import ProtectOptions
         from ...plugins import hooks
         from ..quiet import quiet_libraries
 
@@ -51,7 +52,9 @@ class ProtectWorker:
         self.models, self.device = models, device
         self.unusable = ""  # why this worker cannot protect: every row it gets fails with that one line
         try:
-            load_encoders(models or None, hooks(), device=device)  # warm: kept in the encoder cache
+            # warm, in the precision rows get by default: kept in the encoder cache
+            dtype = ProtectOptions.model_fields["dtype"].default
+            load_encoders(models or None, hooks(), device=device, dtype=dtype)
         except FixativeError as exc:  # raised here, Ray would retry the actor and print its traceback
             self.unusable = str(exc)
 

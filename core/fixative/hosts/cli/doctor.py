@@ -38,6 +38,8 @@ def python_finding() -> Finding:
 def torch_findings() -> list[Finding]:
     try:
         import torch
+
+        from ...models.base import native_bf16
     except Exception as exc:  # not installed, or a broken wheel
         return [
             Finding(
@@ -63,12 +65,14 @@ def torch_findings() -> list[Finding]:
     cores = os.cpu_count() or 1
     memory = _memory_gb()
     memory_text = f", {memory:.0f} GB memory" if memory else ""
+    bf16 = native_bf16()
+    bf16_text = ", bf16 in hardware (protections use it: half the time)" if bf16 else ""
     found.append(
         Finding(
             "device",
-            f"CPU, {cores} cores{memory_text}"
+            f"CPU, {cores} cores{memory_text}{bf16_text}"
             + ("" if len(found) > 1 else " (no GPU found: protecting is slower)"),
-            details={"device": "cpu", "cores": cores, "memory_gb": memory},
+            details={"device": "cpu", "cores": cores, "memory_gb": memory, "native_bf16": bf16},
         )
     )
     return found

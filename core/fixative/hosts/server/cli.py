@@ -8,6 +8,7 @@ import logging
 import sys
 
 from ...fixative_client import DEFAULT_PORT
+from ...options import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="device(s) to run jobs on, one worker each: cpu (default), cuda, cuda:N, mps or auto; "
         "repeat or comma-separate for several",
     )
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="encoders' precision (default auto: bf16 on a CPU that computes it natively, else fp32)",
+    )
     p.add_argument(
         "--model", action="append", help="encoder used when a job names none; repeat for an ensemble"
     )

@@ -42,7 +42,7 @@ class ServerSettings:
     """Limits and defaults of one server process (command-line flags of ``fixative serve``)."""
 
     devices: list[str] = field(default_factory=lambda: ["cpu"])
-    dtype: str = "fp32"
+    dtype: str = "auto"
     models: list[str] | None = None  # encoders used when a job names none (None: auto-discover)
     max_queue: int = 16  # jobs waiting (not running) before POST /jobs answers 429
     max_upload_bytes: int = 64 * 1024 * 1024
