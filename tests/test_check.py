@@ -230,7 +230,12 @@ def test_without_original_is_an_estimate_and_says_so(protected_files):
     exact = fixative.check(protected_files["protected"], original=protected_files["original"], fast=True)
     estimate = fixative.check(protected_files["protected"], fast=True)
     assert estimate["exact"] is False and estimate["perceptual"] is None
-    assert estimate["strength"] == pytest.approx(exact["strength"], abs=0.15)
+    # Calibrated on the shared set (docs/check.md): estimates run high, by at most the allowed error.
+    assert (
+        exact["strength"]
+        <= estimate["strength"]
+        <= exact["strength"] + estimate["thresholds"]["estimate_margin"]
+    )
     assert any("estimate" in n for n in estimate["notes"])
     assert any("perceptual cost not measured" in n for n in estimate["notes"])
     assert [r["purification"] for r in exact["robustness"]] == ["jpeg 75", "downscale 0.5"]
