@@ -30,15 +30,15 @@ def _threads() -> int:
 REFERENCE_EPSILON = 8 / 255
 
 
-def load_encoder(name: str, models_dir: str):
-    """``taef2`` (the real tiny FLUX.2 encoder) or ``sd`` (SD1.5-configured AutoencoderKL, random weights)."""
-    from fixative.models import load_encoders
+def load_encoder(name: str, models_dir: str, precision: str = "fp32"):
+    """``taef2`` (the real tiny FLUX.2 encoder) or ``sd`` (SD1.5-configured AutoencoderKL, random weights),
+    in ``precision`` (``auto`` as ``fixative protect`` resolves it)."""
+    from fixative.models import load_encoders, resolve_dtype
     from fixative.plugins import hooks
 
     if name == "taef2":
-        return load_encoders([os.path.join(models_dir, "taesd", "taef2_encoder.pth")], hooks(), device="cpu")[
-            0
-        ]
+        path = os.path.join(models_dir, "taesd", "taef2_encoder.pth")
+        return load_encoders([path], hooks(), device="cpu", dtype=precision)[0]
     if name == "sd":
         from diffusers import AutoencoderKL
 
@@ -57,7 +57,7 @@ def load_encoder(name: str, models_dir: str):
             sample_size=512,
             scaling_factor=0.18215,
         )
-        return wrap(vae, "sd", "sd15-random", "random")
+        return wrap(vae, "sd", "sd15-random", "random").to(resolve_dtype(precision, torch.device("cpu")))
     raise SystemExit(f"unknown encoder {name!r}; use taef2 or sd")
 
 
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     from fixative.targets import TargetRequest, make_target
 
     started = time.perf_counter()
-    encoder = load_encoder(spec["encoder"], spec["models"])
+    encoder = load_encoder(spec["encoder"], spec["models"], spec.get("precision", "fp32"))
     art = load_artwork(spec["image"], spec["size"])
     goal = make_target(TargetRequest(method=spec.get("method", "style"), artwork=art, seed=0), hooks())
     # Fixative's default perceptual budget (1 JND per pixel) under the reference's L-inf 8/255: both share it.
@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     out["wall_seconds"] = time.perf_counter() - started
     out["threads"] = threads
+    out["precision"] = str(encoder.dtype).removeprefix("torch.")
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
 

@@ -109,6 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="quick check: torch.compile modes to time, comma-separated (none, eager, default, "
         "reduce-overhead = CUDA graphs, max-autotune); default on cuda: default,reduce-overhead",
     )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="encoders' precision for every runner, the reference too (default auto, as users get: bf16 "
+        "on a CPU that computes it natively, else fp32)",
+    )
     p.add_argument("--timeout", type=float, default=4 * 3600, help="seconds allowed per probe")
     p.add_argument("--models", default=str(SHARED / "models"))
     p.add_argument("--out", default=str(RESULTS))
@@ -176,6 +183,7 @@ def race(args: argparse.Namespace, log) -> list[dict]:
                     "method": args.method,
                     "ref_steps": args.ref_steps,
                     "tile": args.tile,
+                    "precision": args.precision,
                 }
                 variants = [(q, q, True) for q in args.qualities]
                 if args.cold:  # the presets that use the start bank, from seeded noise: what the bank buys
@@ -269,6 +277,7 @@ def rate(args: argparse.Namespace, log) -> list[dict]:
                     "steps": args.rate_steps,
                     "max_tiles": args.max_tiles,
                     "tile": args.tile,
+                    "precision": args.precision,
                 }
                 out = probe(spec, args)
                 log(f"scan {encoder} {size}px {runner}: {_brief(out)}")
@@ -323,7 +332,9 @@ def markdown(result: dict) -> str:
         f"# Fixative benchmark, {result['started']}",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, torch {m['torch']}, "
-        f"{m['threads']} threads; load average {m['load_start']} at start, {m['load_end']} at end.",
+        f"{m['threads']} threads; load average {m['load_start']} at start, {m['load_end']} at end; "
+        f"precision {result['config'].get('precision', 'fp32')} (bf16 in hardware: "
+        f"{_fmt(m.get('native_bf16'))}), the same for every runner.",
         f"Budget: texture-aware L-inf, 8/255 at most (default mask), same per-pixel limit for all; "
         f"method {result['config']['method']}; reference = {result['config']['ref_steps']} signed-gradient "
         "steps of 1/255, whole image, no EOT.",
@@ -387,6 +398,8 @@ def markdown(result: dict) -> str:
 def machine(threads: int) -> dict:
     import torch
 
+    from fixative.models.base import native_bf16
+
     memory_gb = physical_memory_gb()
     cpu = platform.processor() or platform.machine()
     try:
@@ -404,6 +417,7 @@ def machine(threads: int) -> dict:
         "python": platform.python_version(),
         "threads": threads or os.cpu_count(),
         "load_start": round(os.getloadavg()[0], 2),
+        "native_bf16": native_bf16(),
     }
 
 
