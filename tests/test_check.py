@@ -242,6 +242,22 @@ def test_without_original_is_an_estimate_and_says_so(protected_files):
     assert exact["transfer"] == []
 
 
+def test_check_in_bf16_measures_what_fp32_measures(monkeypatch, protected_files):
+    """``auto`` measures in bf16 where the CPU computes it: the figures check's thresholds were calibrated
+    on (in fp32) must not move with it."""
+    from fixative.models import base
+
+    monkeypatch.setattr(base, "native_bf16", lambda: True)
+    given = {"original": protected_files["original"], "fast": True}
+    fp32 = fixative.check(protected_files["protected"], precision="fp32", **given)
+    bf16 = fixative.check(protected_files["protected"], **given)
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert bf16["strength"] == pytest.approx(fp32["strength"], abs=0.01)
+    for a, b in zip(fp32["robustness"], bf16["robustness"], strict=True):
+        assert b["strength"] == pytest.approx(a["strength"], abs=0.01)
+    assert bf16["verdict"] == fp32["verdict"]
+
+
 def test_no_metadata_with_original_measures_what_it_can(protected_files, tmp_path):
     stripped = tmp_path / "stripped.png"
     Image.open(protected_files["protected"]).convert("RGB").save(stripped)  # PNG text chunk dropped

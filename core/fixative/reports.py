@@ -154,6 +154,7 @@ class CheckReport(Record):
     model_sees: str | None
     notes: list[str]
     seconds: float
+    precision: str = "fp32"  # what the encoders computed in (``auto`` resolved on this machine)
     not_measured: list[str] = field(default_factory=list)
     estimate: dict | None = None  # without the original: the estimate's spread and calibration
     definitions: dict = field(default_factory=dict)

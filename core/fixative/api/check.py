@@ -24,7 +24,7 @@ from ..checks.robustness import robustness
 from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
 from ..load import Artwork, padded_for_encoders, to_artwork
-from ..models import Encoder, find_models, load_encoders
+from ..models import Encoder, find_models, load_encoders, precision_name
 from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
 from ..targets import Target, TargetRequest, make_target, rebuild_target
@@ -58,6 +58,7 @@ def check(
     json_path: str | Path | None = None,
     html_path: str | Path | None = None,
     progress: ProgressFn | None = None,
+    precision: str = "auto",
 ) -> CheckReport:
     """Measure a protected image: per-encoder strength, perceptual cost, strength after each purification,
     transfer to encoders not used to protect, notes about what could not be measured, and a verdict
@@ -68,11 +69,14 @@ def check(
     ``target`` is the style/anchor/target image given to ``protect``, when it used one. ``fast`` runs the
     quick subset ``protect --verify`` uses (two purifications, no transfer, no pictures).
     ``purifications`` replaces the standard list (``fixative.checks.purify.standard()``). ``progress`` is
-    called as each part starts: ``(done, total, {"phase": "check", "doing": name})``.
+    called as each part starts: ``(done, total, {"phase": "check", "doing": name})``. ``precision`` is
+    the encoders' (``auto``: bf16 on a CPU that computes it in hardware, as ``protect``; every figure within
+    0.006 of fp32's, docs/check.md).
     """
     result, visuals = run_check(
         protected, original, models, device, fast, target, pipeline,
         purifications=purifications, impress_steps=impress_steps, transfer=transfer, progress=progress,
+        precision=precision,
     )  # fmt: skip
     if json_path:
         from ..checks.report import write_json
@@ -98,12 +102,13 @@ def run_check(
     transfer: bool | None = None,
     tile: int = features.DEFAULT_TILE,
     progress: ProgressFn | None = None,
+    precision: str = "auto",
 ) -> tuple[CheckReport, Visuals]:
     """The check and the pixels its HTML report shows. See ``check`` for the arguments."""
     started = time.perf_counter()
     given = read_inputs(protected, original)  # 1
     notes = given.notes
-    primary = protecting_encoders(given.meta, models, device, notes)  # 2
+    primary = protecting_encoders(given.meta, models, device, notes, precision)  # 2
     chosen = cleaners(purifications, fast, impress_steps)
     wanted = (not fast if transfer is None else transfer) and given.meta is not None
     parts = [
@@ -160,6 +165,7 @@ def run_check(
         model_sees=visuals.decoder_name,
         notes=notes,
         seconds=round(time.perf_counter() - started, 3),
+        precision=precision_name(primary[0].dtype),
         not_measured=list(missing),
         estimate=None if found is None else {**found.to_dict(), "uncertainty": estimate.ESTIMATE_ERROR},
         definitions={**DEFINITIONS, **AFTER_CLEANERS},
@@ -223,10 +229,12 @@ def read_inputs(protected, original) -> _Inputs:
     return _Inputs(art, orig, art.metadata, list(art.notes))
 
 
-def protecting_encoders(metadata: dict | None, models, device, notes: list[str]) -> list[Encoder]:
+def protecting_encoders(
+    metadata: dict | None, models, device, notes: list[str], precision: str = "auto"
+) -> list[Encoder]:
     """The encoders named by ``models``, else those the file records, else the default one."""
     if models:
-        return load_encoders(models, hooks(), device=device)
+        return load_encoders(models, hooks(), device=device, dtype=precision)
     recorded = (metadata or {}).get("encoders") or []
     names = (metadata or {}).get("encoder_names") or []
     found = []
@@ -235,7 +243,7 @@ def protecting_encoders(metadata: dict | None, models, device, notes: list[str])
             if not spec:
                 continue
             try:
-                found.append(load_encoders([spec], hooks(), device=device)[0])
+                found.append(load_encoders([spec], hooks(), device=device, dtype=precision)[0])
                 break
             except ModelNotFoundError:
                 continue
@@ -246,7 +254,7 @@ def protecting_encoders(metadata: dict | None, models, device, notes: list[str])
             )
     if found:
         return found
-    encoders = load_encoders(None, hooks(), device=device)
+    encoders = load_encoders(None, hooks(), device=device, dtype=precision)
     if recorded:
         notes.append(f"measured with {encoders[0].name} instead")
     return encoders
@@ -357,7 +365,9 @@ def transfer_strengths(primary, goal, reference, p, o, device, tile, notes) -> l
         if _entry_key(entry.source) in used:
             continue
         try:
-            encoder = load_encoders([entry], hooks(), device=device, with_decoder=False)[0]
+            encoder = load_encoders(
+                [entry], hooks(), device=device, dtype=primary[0].dtype, with_decoder=False
+            )[0]
         except FixativeError as exc:
             notes.append(f"transfer: could not load {entry.name} ({exc})")
             continue
@@ -392,7 +402,7 @@ def pictures(given: _Inputs, primary: list[Encoder], device, notes: list[str]) -
     visuals = Visuals(original=given.orig.rgb if given.exact else None, protected=given.art.rgb)
     viewer = next((e for e in primary if e.has_decoder), None)
     if viewer is None:
-        viewer = next((e for e in _decoders_found(device) if e not in primary), None)
+        viewer = next((e for e in _decoders_found(device, primary[0].dtype) if e not in primary), None)
     if viewer is None:
         notes.append("what the model sees not shown: no decoder on this machine")
         return visuals
@@ -403,12 +413,12 @@ def pictures(given: _Inputs, primary: list[Encoder], device, notes: list[str]) -
     return visuals
 
 
-def _decoders_found(device) -> list[Encoder]:
+def _decoders_found(device, dtype: torch.dtype) -> list[Encoder]:
     out = []
     for entry in find_models(hooks()):
         if entry.decoder:
             try:
-                out.append(load_encoders([entry], hooks(), device=device)[0])
+                out.append(load_encoders([entry], hooks(), device=device, dtype=dtype)[0])
             except FixativeError:
                 continue
     return [e for e in out if e.has_decoder]

@@ -21,7 +21,7 @@ from ..checks.verdict import NOISE_MULTIPLE, PROTECTED_STRENGTH, under_the_line
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
 from ..load import Artwork, load_image, padded_for_encoders, to_artwork
-from ..models import Encoder, ModelEntry, find_models, load_encoders
+from ..models import Encoder, ModelEntry, find_models, load_encoders, precision_name
 from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult
 from ..options import ProtectOptions, output_path_for
@@ -45,7 +45,6 @@ DEFINITIONS = {
     "flat_rms_255": "RMS change (RGB, 0..255) in the flattest 15 % of the image (7x7 luminance contrast)",
     "jnd_exceed_share": "share of pixels whose Y, Cb or Cr change exceeds one JND of fixative's visual model",
 }
-DTYPE_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
 
 @dataclass
@@ -120,7 +119,7 @@ def check_inputs(method, options, overrides: dict) -> tuple[ProtectOptions, list
     if isinstance(overrides.get("device"), torch.device):
         overrides["device"] = str(overrides["device"])
     if isinstance(overrides.get("dtype"), torch.dtype):
-        overrides["dtype"] = DTYPE_NAMES.get(overrides["dtype"], str(overrides["dtype"]))
+        overrides["dtype"] = precision_name(overrides["dtype"])
     if method is not None:
         overrides["method"] = method
     base = options.model_dump() if isinstance(options, ProtectOptions) else dict(options or {})
@@ -294,7 +293,7 @@ def make_report(
         device=str(encoders[0].device),
         seed=opts.seed,
         options=opts.recorded(),
-        precision=DTYPE_NAMES.get(encoders[0].dtype, str(encoders[0].dtype)),
+        precision=precision_name(encoders[0].dtype),
         eot=eot.summary(optimised.draws),
         start=optimised.start,
         notes=list(artwork.notes),

@@ -1,6 +1,6 @@
 """Image encoders of latent diffusion models, whatever family they come from."""
 
-from .base import Encoder, ModelEntry, resolve_device, resolve_dtype
+from .base import Encoder, ModelEntry, precision_name, resolve_device, resolve_dtype
 from .discovery import (
     CACHE,
     HOW_TO_GET_A_MODEL,
@@ -21,6 +21,7 @@ __all__ = [
     "load_encoders",
     "resolve",
     "resolve_device",
+    "precision_name",
     "resolve_dtype",
     "search_path",
 ]

@@ -121,6 +121,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """``fp32``/``fp16``/``bf16``, as options and reports spell a precision."""
+    return next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere bf16 is emulated and
     slower than fp32, so ``auto`` keeps fp32 there."""

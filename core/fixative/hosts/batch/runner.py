@@ -123,7 +123,10 @@ class ProtectWorker:
         if options.check and not storage.is_uri(output) and not storage.is_uri(source):
             from ...api import check
 
-            verdict = check(output, original=source, models=engine.models, device=self.device, fast=True)
+            verdict = check(
+                output, original=source, models=engine.models, device=self.device, fast=True,
+                precision=engine.dtype,
+            )  # fmt: skip
             out["robustness"] = json.dumps(
                 {step.purification: step.share_kept for step in verdict.robustness if not step.skipped}
             )

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ...errors import BadParameterError
+from ...options import PRECISIONS
 
 EXIT_BELOW_MIN = 1  # the check ran, but an image is below --min-strength (errors exit 2, as elsewhere)
 
@@ -31,6 +32,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             pipeline=args.pipeline,
             impress_steps=args.impress_steps,
             progress=bar.on_part,
+            precision=args.precision,
         )
     finally:
         bar.close()
@@ -102,6 +104,12 @@ def register(subparsers) -> None:
         "--impress-steps", type=int, default=50, help="steps of the IMPRESS purification (default 50)"
     )
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    c.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="encoders' precision (default auto: bf16 on a CPU that computes it natively, else fp32)",
+    )
     c.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     c.set_defaults(func=cmd_check)

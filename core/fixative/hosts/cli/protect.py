@@ -117,8 +117,9 @@ def protect_one(decoded, item: plan.Planned, options: JobOptions, args, on_step)
         from ...api import check
 
         verdict = check(
-            written, original=item.source, models=options.models, device=options.device, fast=True
-        )
+            written, original=item.source, models=options.models, device=options.device, fast=True,
+            precision=options.dtype,
+        )  # fmt: skip
         report["verify"] = verdict.to_dict()
         print(f"  verify: {verdict.verdict}", file=sys.stderr)
     return report

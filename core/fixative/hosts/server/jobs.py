@@ -400,7 +400,7 @@ class JobManager:
             jpeg_quality=job.options.jpeg_quality,
         )
         del result
-        check = _run_check(out, job, device) if job.options.check else None
+        check = _run_check(out, job, device, options.dtype) if job.options.check else None
         return out, report, check
 
     def _janitor(self) -> None:
@@ -476,12 +476,14 @@ def _model_view(rgb, options, device: str) -> dict:
     return {"model_view_png_base64": base64.b64encode(buffer.getvalue()).decode("ascii")}
 
 
-def _run_check(path: Path, job: Job, device: str) -> dict | None:
+def _run_check(path: Path, job: Job, device: str, precision: str) -> dict | None:
     """The quick verification ``fixative protect --verify`` runs."""
     from ...api import check
 
     try:
-        return check(path, original=job.upload, models=job.options.models, device=device, fast=True).to_dict()
+        models = job.options.models
+        found = check(path, original=job.upload, models=models, device=device, fast=True, precision=precision)
+        return found.to_dict()
     except FixativeError as exc:
         return {"error": str(exc)}
 
