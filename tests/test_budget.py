@@ -46,6 +46,26 @@ def test_isolated_edges_get_no_halo_budget():
     assert float(protected_edge) < 0.25 * float(unprotected)
 
 
+@pytest.mark.parametrize("strip", [16, 40, 512])
+def test_canny_edges_are_kornias_pixel_for_pixel(small_artwork, strip):
+    """The one-pass hysteresis and the strips (with their halo) change no pixel of kornia's Canny, on an
+    artwork and on a long edge that crosses every strip (hysteresis must follow it across them)."""
+    import kornia
+
+    from fixative.optimise.budget import canny_edges
+
+    art = torch.from_numpy(np.array(small_artwork.resize((96, 120)))).permute(2, 0, 1).float() / 255
+    spiral = torch.zeros(1, 120, 96)
+    ys, xs = torch.meshgrid(torch.arange(120.0), torch.arange(96.0), indexing="ij")
+    spiral[0] = 0.5 + 0.5 * torch.sin((xs - 48).hypot(ys - 60) / 3 + torch.atan2(ys - 60, xs - 48))
+    for image in (art, spiral.expand(3, -1, -1)):
+        luma = kornia.color.rgb_to_ycbcr(image[None])[:, :1]
+        _, expected = kornia.filters.canny(luma, low_threshold=0.1, high_threshold=0.25)
+        found = canny_edges(luma, strip=strip)
+        assert found.shape == expected.shape and float(expected.sum()) > 50
+        assert torch.equal(found, expected)
+
+
 def test_the_budgets_own_flattest_fifth_stays_flat_in_a_busy_image(artwork_path):
     from PIL import Image
 
