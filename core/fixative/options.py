@@ -127,7 +127,7 @@ class ProtectOptions(BaseModel):
     device: str | None = option(None, "cpu (default), cuda, cuda:N, mps or auto", hosts=(CLI, SERVER))
     dtype: Literal[PRECISIONS] = option(
         "auto", "numeric precision of the encoders; auto: bf16 on a CPU that computes it natively "
-        "(half the time, the same figures), else fp32", hosts=(CLI, SERVER), flag="--precision",
+        "(measured: half the time, figures within 0.003), else fp32", hosts=(CLI, SERVER), flag="--precision",
     )  # fmt: skip
     seed: int = option(0, "random seed (same seed, same result)", ge=0, le=2**64 - 1)
     allow_download: bool = option(False, "allow fetching a hub model once", hosts=(CLI,))
