@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = json.loads((argv or sys.argv[1:])[0])
     threads = _threads()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from fixative.models import precision_name
     from fixative.optimise import perceptual_budget
     from fixative.plugins import hooks
     from fixative.presets import intensity
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     out["wall_seconds"] = time.perf_counter() - started
     out["threads"] = threads
-    out["precision"] = str(encoder.dtype).removeprefix("torch.")
+    out["precision"] = precision_name(encoder.dtype)
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
 

@@ -58,6 +58,8 @@ def _names(text: str) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from fixative.options import PRECISIONS
+
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes and few steps: checks the suite runs")
     p.add_argument(
@@ -112,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16"],
+        choices=PRECISIONS,
         help="encoders' precision for every runner, the reference too (default auto, as users get: bf16 "
         "on a CPU that computes it natively, else fp32)",
     )

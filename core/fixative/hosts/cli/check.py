@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ...errors import BadParameterError
-from ...options import PRECISIONS
+from ...options import PRECISIONS, ProtectOptions
 
 EXIT_BELOW_MIN = 1  # the check ran, but an image is below --min-strength (errors exit 2, as elsewhere)
 
@@ -104,11 +104,12 @@ def register(subparsers) -> None:
         "--impress-steps", type=int, default=50, help="steps of the IMPRESS purification (default 50)"
     )
     c.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    precision = ProtectOptions.model_fields["dtype"]  # as protect's, so --verify and check agree
     c.add_argument(
         "--precision",
-        default="auto",
+        default=precision.default,
         choices=PRECISIONS,
-        help="encoders' precision (default auto: bf16 on a CPU that computes it natively, else fp32)",
+        help=f"{precision.description} (default: {precision.default})",
     )
     c.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from ...fixative_client import DEFAULT_PORT
-from ...options import PRECISIONS
+from ...options import PRECISIONS, ProtectOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="device(s) to run jobs on, one worker each: cpu (default), cuda, cuda:N, mps or auto; "
         "repeat or comma-separate for several",
     )
+    precision = ProtectOptions.model_fields["dtype"]  # a job that names none gets the engine's
     p.add_argument(
         "--precision",
-        default="auto",
+        default=precision.default,
         choices=PRECISIONS,
-        help="encoders' precision (default auto: bf16 on a CPU that computes it natively, else fp32)",
+        help=f"{precision.description} (default: {precision.default})",
     )
     p.add_argument(
         "--model", action="append", help="encoder used when a job names none; repeat for an ensemble"
