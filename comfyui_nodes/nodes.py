@@ -128,15 +128,13 @@ def _make_room(encoders: list, device: torch.device, pixels: int) -> None:
 
 
 def _summary(reports: list[dict], method: str, intensity: str) -> str:
-    """One line for the node's report: strength range, budget and PSNR."""
-    strengths = [r["strength"] for r in reports]
-    psnr = [r["perceptual"]["psnr_db"] for r in reports]
-    low, high = min(strengths), max(strengths)
-    span = f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
-    return (
-        f"protected {len(reports)} image(s) with {method} ({intensity}): strength {span}, "
-        f"L-inf {reports[0]['budget']['epsilon_255']:g}/255, PSNR >= {min(psnr):.1f} dB"
-    )
+    """The node's report text: what ran, then each image's measured figures beside their null (the line
+    every Fixative host shows, ``fixative_client.summarise``)."""
+    from fixative.fixative_client import summarise
+
+    lines = [f"protected {len(reports)} image(s) with {method} ({intensity})"]
+    lines += [f"image {k + 1}: {summarise(report)}" for k, report in enumerate(reports)]
+    return "\n".join(lines)
 
 
 class ProtectImage:

@@ -208,7 +208,10 @@ def test_protect_moves_features_toward_the_target(protected, artworks, target, t
     images = protected["report"]["images"]
     assert len(images) == 2 and all(r["strength"] > 0 for r in images)
     assert images[0]["encoders"][0]["family"] == "comfyui-taef2"
-    assert "protected 2 image(s)" in protected["report"]["summary"]
+    summary = protected["report"]["summary"].splitlines()
+    assert summary[0].startswith("protected 2 image(s) with ")
+    for line, report in zip(summary[1:], images, strict=True):  # each figure beside its null
+        assert f"strength {report['strength']:.2f} (matched noise " in line, line
 
 
 def test_protect_leaves_the_shared_vae_alone_and_reports_progress(protected, taef2_vae):

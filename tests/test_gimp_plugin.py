@@ -179,7 +179,10 @@ class FakeClient:
             on_progress(status)
         if self.error:
             raise self.error
-        return self.answer, {"strength": 0.5}
+        return self.answer, {
+            "strength": 0.5,
+            "encoders": [{"name": "taef2", "noise_strength": 0.02, "vs_noise": 25.0}],
+        }
 
 
 def make_config(**overrides):
@@ -456,6 +459,9 @@ def test_target_image_is_sent_and_a_missing_one_reported(plugin, monkeypatch, tm
     batch = plugin.Gimp.RunMode.NONINTERACTIVE
     plugin.run_export(procedure, batch, image, FakeGFile(str(tmp_path / "o.png")), None, None, config, None)
     assert last_status(procedure)[0] == "success"
+    # the artist is told what was measured, beside its null
+    told = plugin.Gimp.message.call_args.args[0]
+    assert told == "Fixative protected o.png: strength 0.50 (matched noise 0.02, 25×), models: taef2", told
     assert client.calls[0]["target"] == anchor.read_bytes()
     assert client.calls[0]["options"]["method"] == "concept"
 

@@ -331,6 +331,9 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     report = json.loads(report_path.read_text())
     assert "error" not in report, report["error"] + output[-1500:]
     assert code == 0, output[-2000:]
+    # each protection tells the artist its measured figures beside their null (GIMP's message area)
+    assert "Fixative protected out.png: strength " in output and "(matched noise " in output, output[-2000:]
+    assert "Fixative protected layer '" in output, output[-2000:]
     assert report["steps"] == [
         "file-fixative-export",
         "file-fixative-export",

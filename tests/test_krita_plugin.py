@@ -228,6 +228,9 @@ class FakeEngine:
         Image.frombytes("RGBA", (width, height), bytes(shifted)).save(buffer, "PNG", pnginfo=info)
         return buffer.getvalue(), {
             "strength": 0.5,
+            "encoders": [
+                {"name": "taef2", "noise_strength": 0.02, "vs_noise": 25.0, "decoded_share": 0.3},
+            ],
             "perceptual": {"psnr_db": 40.0, "linf_255": 4},
             "seconds": 0.1,
             "notes": ["engine note"],
@@ -326,7 +329,9 @@ def test_export_writes_the_engines_file_and_never_the_document(tmp_path):
     assert fake.calls[0]["options"]["method"] == "concept" and fake.calls[0]["mask"] is None
     sent = Image.open(io.BytesIO(fake.calls[0]["image"]))
     assert sent.mode == "RGB" and sent.size == (8, 6)  # opaque canvas goes as RGB
-    assert Image.open(out).text["fixative"] and "strength 0.50" in finished.message
+    assert Image.open(out).text["fixative"] and "strength 0.50 (matched noise 0.02, 25×)" in finished.message
+    # a figure the engine did not measure is said to be missing, never filled in
+    assert "what the model sees 0.30 (matched noise not measured) of the way" in finished.message
     assert "engine note" in finished.notes
     with pytest.raises(operations.OperationError, match="already exists"):
         controller.start_export(document, str(out), settings.ProtectSettings())

@@ -89,9 +89,37 @@ def test_end_to_end_equals_in_process(server, wave64, taef2_path):
         np.asarray(Image.open(io.BytesIO(data)).convert("RGB")), np.asarray(local.image)
     )
     assert report["strength"] == local.report["strength"]
+    # the line every host shows: the engine's own figures, each beside its null
+    first = report["encoders"][0]
+    line = fc.summarise(report)
+    assert line.startswith(f"strength {report['strength']:.2f} (matched noise {first['noise_strength']:.2f}")
+    assert f"what the model sees {first['decoded_share']:.2f} (matched noise" in line
+    assert f"flat areas {report['perceptual']['flat_rms_255']:.1f}/255 RMS" in line
     with pytest.raises(fc.EngineError) as gone:  # protect() deleted the job once it had the result
         client.status(seen[-1]["id"])
     assert gone.value.status == 404
+
+
+def test_summary_never_fills_in_a_figure():
+    measured = {
+        "strength": 0.2512,
+        "encoders": [
+            {"name": "taef2", "noise_strength": 0.0104, "vs_noise": 24.15, "decoded_share": 0.281,
+             "noise_decoded_share": -0.004},
+            {"name": "taesana", "noise_strength": -0.01, "vs_noise": None},
+        ],
+        "perceptual": {"flat_rms_255": 1.31, "psnr_db": 33.4, "linf_255": 12.0},
+        "seconds": 21.3,
+        "verify": {"verdict": "protected"},
+    }  # fmt: skip
+    assert fc.summarise(measured) == (
+        "strength 0.25 (matched noise 0.01, 24×), what the model sees 0.28 (matched noise 0.00) of the "
+        "way, flat areas 1.3/255 RMS, PSNR 33.4 dB, max change 12/255, 21.3 s, models: taef2, taesana, "
+        "check: protected"
+    )
+    bare = fc.summarise({"strength": 0.4})
+    assert bare == "strength 0.40 (matched noise not measured)"
+    assert fc.summarise({}) == ""
 
 
 def test_errors_are_one_line_with_status(server, wave64):

@@ -480,6 +480,61 @@ def choice_values(choices: dict, name: str) -> list:
     return [item["value"] for item in (choices.get(name) or {}).get("choices", [])]
 
 
+def _two(value: Any) -> str:
+    text = f"{float(value):.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
+def _beside_noise(value: Any, noise: Any, times: Any = None) -> str:
+    """``0.25 (matched noise 0.01, 18×)``: a figure and its null, the ratio only where it means something."""
+    if value is None:
+        return "not measured"
+    if noise is None:
+        return f"{_two(value)} (matched noise not measured)"
+    ratio = f", {float(times):.0f}×" if times is not None else ""
+    return f"{_two(value)} (matched noise {_two(noise)}{ratio})"
+
+
+def summarise(report: dict) -> str:
+    """One line an artist can read from a protection's report, each model figure beside its null.
+
+    Every host shows this same line (CLI, server clients, Krita, GIMP, ComfyUI): strength toward the
+    target and how far what the model sees moved, each beside matched noise (the same per-pixel |change|
+    with random signs, on the same image), then how visible (flattest areas, PSNR, largest change) and
+    how long. A figure the report lacks says "not measured"; nothing is filled in."""
+    if not report:
+        return ""
+    encoders = [e for e in report.get("encoders") or [] if isinstance(e, dict)]
+    first = encoders[0] if encoders else {}
+    parts = [
+        "strength "
+        + _beside_noise(report.get("strength"), first.get("noise_strength"), first.get("vs_noise"))
+    ]
+    seen = next((e for e in encoders if e.get("decoded_share") is not None), None)
+    if seen is not None:
+        parts.append(
+            "what the model sees "
+            + _beside_noise(seen["decoded_share"], seen.get("noise_decoded_share"))
+            + " of the way"
+        )
+    perceptual = report.get("perceptual") or {}
+    if perceptual.get("flat_rms_255") is not None:
+        parts.append(f"flat areas {float(perceptual['flat_rms_255']):.1f}/255 RMS")
+    if perceptual.get("psnr_db") is not None:
+        parts.append(f"PSNR {float(perceptual['psnr_db']):.1f} dB")
+    if perceptual.get("linf_255") is not None:
+        parts.append(f"max change {float(perceptual['linf_255']):.0f}/255")
+    if report.get("seconds") is not None:
+        parts.append(f"{float(report['seconds']):.1f} s")
+    names = [e.get("name") or e.get("family") for e in encoders]
+    if any(names):
+        parts.append("models: " + ", ".join(n for n in names if n))
+    verified = report.get("verify")
+    if isinstance(verified, dict) and verified.get("verdict"):
+        parts.append(f"check: {verified['verdict']}")
+    return ", ".join(parts)
+
+
 def write_atomically(path: str | Path, data: bytes, replace: bool = True) -> Path:
     """Write a whole file or nothing: a temporary beside it, then a rename, so a crash or a full disk
     never leaves half an image (or half a config) where the previous one was.

@@ -378,6 +378,14 @@ def add_protected_layer(image, source, png_bytes: bytes):
     return layer
 
 
+def tell_summary(what: str, report: dict) -> None:
+    """What the protection measured, each model figure beside its null (``fixative_client.summarise``), in
+    GIMP's message area (the Error Console, or the terminal of a batch run)."""
+    summary = fixative_client.summarise(report) if fixative_client is not None else ""
+    if summary:
+        Gimp.message(f"Fixative protected {what}: {summary}")
+
+
 def _error_values(procedure, message: str, status=None):
     error = GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0)
     return procedure.new_return_values(status or Gimp.PDBStatusType.EXECUTION_ERROR, error)
@@ -410,11 +418,12 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         job_options = options_from_values(values, fmt)
         Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
         target_bytes = read_target(values["target"])
-        protected, _report = protect_bytes(
+        protected, report = protect_bytes(
             flattened_png(image), job_options, "image.png", "Fixative", target=target_bytes
         )
         store_to_gfile(gfile, protected)
         Gimp.progress_end()
+        tell_summary(os.path.basename(target), report)
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
     except PluginError as exc:
         return _error_values(procedure, str(exc))
@@ -437,7 +446,7 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
         target_bytes = read_target(values["target"])
         source_png, mask_png = layer_png(source), selection_mask_png(image, source)
-        protected, _report = protect_bytes(
+        protected, report = protect_bytes(
             source_png, job_options, "layer.png", "Fixative", mask=mask_png, target=target_bytes
         )
         # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
@@ -449,6 +458,7 @@ def run_filter(procedure, run_mode, image, drawables, config, run_data):
         image.set_selected_layers([layer])
         Gimp.progress_end()
         Gimp.displays_flush()
+        tell_summary(f"layer '{layer.get_name()}'", report)
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
     except PluginError as exc:
         return _error_values(procedure, str(exc))

@@ -143,24 +143,8 @@ def decode_image(data: bytes) -> tuple[int, int, bytes]:
 
 
 def summarise(report: dict) -> str:
-    """The few numbers an artist can read: strength, how visible, how long."""
-    if not report:
-        return ""
-    parts = []
-    if report.get("strength") is not None:
-        parts.append(f"strength {float(report['strength']):.2f}")
-    perceptual = report.get("perceptual") or {}
-    if perceptual.get("psnr_db") is not None:
-        parts.append(f"PSNR {float(perceptual['psnr_db']):.1f} dB")
-    if perceptual.get("linf_255") is not None:
-        parts.append(f"max change {float(perceptual['linf_255']):.0f}/255")
-    if report.get("seconds") is not None:
-        parts.append(f"{float(report['seconds']):.1f} s")
-    encoders = report.get("encoders") or []
-    names = [e.get("name") or e.get("family") for e in encoders if isinstance(e, dict)]
-    if any(names):
-        parts.append("models: " + ", ".join(n for n in names if n))
-    return ", ".join(parts)
+    """The engine's one-line summary (``fixative_client.summarise``): each model figure beside its null."""
+    return client_module().summarise(report) if report else ""
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ...errors import BadParameterError, FixativeError, ModelNotFoundError
+from ...fixative_client import summarise
 from ...load.decode import decode_file
 from ...options import JobOptions
 from ...presets import quality as quality_preset
@@ -128,11 +129,7 @@ def protect_one(decoded, item: plan.Planned, options: JobOptions, args, on_step)
 def say(report: dict, item: plan.Planned, args) -> None:
     if args.quiet:
         return
-    p = report["perceptual"]
-    print(
-        f"{item.source} -> {report['output']}  strength {report['strength']:.2f}  "
-        f"PSNR {p['psnr_db'] or float('inf'):.1f} dB  L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s"
-    )
+    print(f"{item.source} -> {report['output']}  {summarise(report)}")
     for note in report.get("notes", []):
         print(f"  note: {note}", file=sys.stderr)
 

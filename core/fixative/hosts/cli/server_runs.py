@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ...errors import FixativeError
-from ...fixative_client import EngineError, EngineNotRunning
+from ...fixative_client import EngineError, EngineNotRunning, summarise
 from ...options import JobOptions
 from .. import plan
 from ..client import Client
@@ -39,9 +39,5 @@ def run_on_server(
             report["verify"] = result.check
         reports.append(report)
         if not args.quiet:
-            p = report["perceptual"]
-            print(
-                f"{item.source} -> {written}  strength {report['strength']:.2f}  PSNR {p['psnr_db']:.1f} dB  "
-                f"L∞ {p['linf_255']:.0f}/255  {report['seconds']:.1f}s (on {client.url})"
-            )
+            print(f"{item.source} -> {written}  {summarise(report)} (on {client.url})")
     return reports, failed
