@@ -109,6 +109,32 @@ def test_a_cleaner_survived_only_above_its_null():
     assert said == "protected" and "3x matched noise put through it" in why
 
 
+def test_what_the_model_sees_counts_only_beside_its_null_and_with_the_original():
+    """A default concept poison moves the latents 0.11 and what the model sees 0.17 (matched noise <= 0):
+    protected, on the decoded-share line; short of either line, or noise-like, or estimated, it is not."""
+    from fixative.api.protect import weak_note
+    from fixative.checks.verdict import PROTECTED_VIEW, verdict
+    from fixative.reports import EncoderStrength
+
+    said, why = verdict(0.11, [], exact=True, noise_strength=0.01, view=0.17, view_noise=-0.004)
+    assert said == "protected" and "what the model sees moved 0.17" in why, why
+    short = verdict(0.11, [], exact=True, noise_strength=0.01, view=PROTECTED_VIEW - 0.01)
+    assert short[0] == "not protected"
+    said, why = verdict(0.11, [], exact=True, noise_strength=0.01, view=0.17, view_noise=0.06)
+    assert said == "not protected" and "what the model sees moved 0.17" in why  # under 3x its null
+    assert verdict(0.05, [], exact=True, noise_strength=0.01, view=0.30)[0] == "not protected"  # latents
+    assert verdict(0.11, [], exact=True, noise_strength=0.05, view=0.30)[0] == "not protected"  # noise-like
+    estimated = verdict(0.11, [], exact=False, detected=True, view=0.30)[0]
+    assert estimated == "not protected"  # no original, no decoded share: the strength line alone
+    # protect's weak note follows the same rule, reading the view from the encoder that has a decoder
+    seeing = EncoderStrength("taef2", "taef2", 0.11, noise_strength=0.01, decoded_share=0.17,
+                             noise_decoded_share=0.0)  # fmt: skip
+    blind = EncoderStrength("taesana", "taesana", 0.11, noise_strength=0.01)
+    assert weak_note([seeing, blind], "default") is None
+    seeing.decoded_share = 0.05
+    assert "taef2 strength 0.11" in weak_note([seeing, blind], "default")
+
+
 class _Collector(HTMLParser):
     VOID = {"meta", "img", "br", "hr", "link", "input", "line", "rect"}
 

@@ -142,8 +142,16 @@ def run_check(
     doing.finish()
     missing = tuple(r.purification for r in purified if r.skipped)
     null = max((r.noise_strength for r in rows if r.noise_strength is not None), default=None)
+    seen = next((r for r in rows if r.decoded_share is not None), None)
     said, reason = verdict(
-        strength, purified, given.exact, found.detected if found else None, null, missing
+        strength,
+        purified,
+        given.exact,
+        found.detected if found else None,
+        null,
+        missing,
+        view=seen and seen.decoded_share,
+        view_noise=seen and seen.noise_decoded_share,
     )  # 10
     report = CheckReport(
         fixative=__version__,

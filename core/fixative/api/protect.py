@@ -17,7 +17,13 @@ from PIL import Image
 
 from ..checks.measures import perceptual
 from ..checks.null import matched_noise, times_noise
-from ..checks.verdict import NOISE_MULTIPLE, PROTECTED_STRENGTH, under_the_line
+from ..checks.verdict import (
+    NOISE_MULTIPLE,
+    PROTECTED_STRENGTH,
+    PROTECTED_VIEW,
+    SURVIVES_STRENGTH,
+    under_the_line,
+)
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
 from ..load import Artwork, load_image, padded_for_encoders, to_artwork
@@ -310,7 +316,10 @@ def make_report(
 def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
     """Said at once when ``fixative check`` would not call this file protected (its strength or matched
     noise lines), with what measurably moves further: a protection is not claimed, it is measured."""
-    weak = [r for r in rows if r.used_to_protect and under_the_line(r.strength, r.noise_strength)]
+    protecting = [r for r in rows if r.used_to_protect]
+    seen = next((r for r in protecting if r.decoded_share is not None), None)  # as check reads it
+    view = (seen.decoded_share, seen.noise_decoded_share) if seen is not None else (None, None)
+    weak = [r for r in protecting if under_the_line(r.strength, r.noise_strength, *view)]
     if not weak:
         return None
     said = ", ".join(f"{r.family} strength {r.strength:.2f} ({beside_noise(r)})" for r in weak)
@@ -321,8 +330,9 @@ def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
         else "this is already the largest named budget"
     )
     return (
-        f"weak: {said} is under what `fixative check` calls protected ({PROTECTED_STRENGTH:.2f}, "
-        f"and {NOISE_MULTIPLE:g}x matched noise); {advice}"
+        f"weak: {said} is under what `fixative check` calls protected ({PROTECTED_STRENGTH:.2f}, or "
+        f"{SURVIVES_STRENGTH:.2f} where what the model sees moved {PROTECTED_VIEW:.2f} of the way; each "
+        f"{NOISE_MULTIPLE:g}x matched noise); {advice}"
     )
 
 

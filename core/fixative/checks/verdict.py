@@ -13,6 +13,10 @@ from .estimate import ESTIMATE_BIAS_LEAST, ESTIMATE_ERROR
 # the shared images at the default budget with taef2 (bench/efficacy.py, "noise" column).
 PROTECTED_STRENGTH = 0.12  # strength on every protecting encoder needed to call "protected" (>= 6x noise)
 SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as surviving it (half the above)
+# What the model sees (decoded share: how far its decoder's picture of the file moved toward its picture of
+# the target) also counts, since issue 15 aims the protection at it: matched noise scores -0.03 to 0.01 on
+# the shared images (0.04 at most after IMPRESS), default protections 0.14-0.34 (docs/efficacy.md).
+PROTECTED_VIEW = 0.10  # decoded share that makes latents of at least SURVIVES_STRENGTH a protection
 ESTIMATE_MARGIN = ESTIMATE_ERROR  # extra strength asked of an estimate (no original): its largest error
 # A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
 # that plain noise already moves toward) cannot pass noise off as protection.
@@ -24,9 +28,28 @@ def noise_like(strength: float, noise_strength: float | None) -> bool:
     return noise_strength is not None and strength < NOISE_MULTIPLE * max(noise_strength, 0.0)
 
 
-def under_the_line(strength: float, noise_strength: float | None) -> bool:
-    """Whether an exact strength is short of what ``verdict`` calls protected (its strength or noise line)."""
-    return strength < PROTECTED_STRENGTH or noise_like(strength, noise_strength)
+def moves_the_view(strength: float, view: float | None, view_noise: float | None) -> bool:
+    """Whether what the model sees moved far enough to count where the latents alone fall short of
+    ``PROTECTED_STRENGTH``: decoded share at least ``PROTECTED_VIEW`` and ``NOISE_MULTIPLE`` times its null,
+    on latents moved at least ``SURVIVES_STRENGTH``. Only measured with the original."""
+    return (
+        view is not None
+        and strength >= SURVIVES_STRENGTH
+        and view >= PROTECTED_VIEW
+        and not noise_like(view, view_noise)
+    )
+
+
+def under_the_line(
+    strength: float,
+    noise_strength: float | None,
+    view: float | None = None,
+    view_noise: float | None = None,
+) -> bool:
+    """Whether an exact strength (and what the model sees) is short of what ``verdict`` calls protected."""
+    if noise_like(strength, noise_strength):
+        return True
+    return strength < PROTECTED_STRENGTH and not moves_the_view(strength, view, view_noise)
 
 
 def survived(row: Purified) -> bool:
@@ -55,6 +78,8 @@ def verdict(
     detected: bool | None = None,
     noise_strength: float | None = None,
     not_measured: tuple[str, ...] = (),
+    view: float | None = None,
+    view_noise: float | None = None,
 ) -> tuple[str, str]:
     """("protected[; not measured against ...]" | "weakened by X" | "not protected" | "cannot tell (estimate
     only)" | "not measured", the reason in words). Without the original, only a file whose pixels show the
@@ -76,8 +101,15 @@ def verdict(
             f"{ESTIMATE_ERROR:.2f} too high on the calibration set, so the exact strength may be either "
             f"side of {PROTECTED_STRENGTH:.2f}; give --original to measure it"
         )
-    if strength < needed:
-        return "not protected", f"strength {strength:.2f} is below {needed:.2f}"
+    by_view = exact and strength < needed and moves_the_view(strength, view, view_noise)
+    if strength < needed and not by_view:
+        seen = (
+            f", and what the model sees moved {view:.2f} of the way (a protection needs {PROTECTED_VIEW:.2f}"
+            f" and {NOISE_MULTIPLE:g}x matched noise, on a strength of at least {SURVIVES_STRENGTH:.2f})"
+            if exact and view is not None
+            else ""
+        )
+        return "not protected", f"strength {strength:.2f} is below {needed:.2f}{seen}"
     if noise_like(strength, noise_strength):
         return "not protected", (
             f"strength {strength:.2f} is less than {NOISE_MULTIPLE:g}x what matched noise scores "
@@ -101,8 +133,15 @@ def verdict(
         + estimated
         + (f"; not measured against {', '.join(not_measured)}" if not_measured else "")
     )
+    null = max(view_noise or 0.0, 0.0)
+    why = (
+        f"strength {strength:.2f} (under {needed:.2f}, but what the model sees moved {view:.2f} of the way, "
+        f">= {PROTECTED_VIEW:.2f} and >= {NOISE_MULTIPLE:g}x matched noise's {null:.2f})"
+        if by_view
+        else f"strength {strength:.2f} (>= {needed:.2f})"
+    )
     return said, (
-        f"strength {strength:.2f} (>= {needed:.2f}) and at least {SURVIVES_STRENGTH:.2f} "
+        f"{why} and at least {SURVIVES_STRENGTH:.2f} "
         f"left after each of {len(measured)} purification(s)"
         + (
             f", each >= {NOISE_MULTIPLE:g}x matched noise put through it"
@@ -115,6 +154,7 @@ def verdict(
 def thresholds() -> dict:
     return {
         "protected": PROTECTED_STRENGTH,
+        "protected_view": PROTECTED_VIEW,
         "survives": SURVIVES_STRENGTH,
         "estimate_margin": ESTIMATE_MARGIN,
     }
