@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..reports import CheckReport
 from .report import number
-from .verdict import PROTECTED_STRENGTH, SURVIVES_STRENGTH, Visuals
+from .verdict import PROTECTED_STRENGTH, PROTECTED_VIEW, SURVIVES_STRENGTH, Visuals
 from .visibility import most_visible_region
 
 PICTURE_LONGEST = 512
@@ -83,7 +83,8 @@ def strength_chart(result: CheckReport, width: int = 720, bar_height: int = 22) 
 
 def model_sees_chart(result: CheckReport, width: int = 720, bar_height: int = 22) -> str:
     """What the model sees (decoded share) as published and after each purification, with matched noise's
-    tick; empty when no encoder had its decoder. No thresholds: the verdict reads the strength."""
+    tick and the line the verdict reads it against (``PROTECTED_VIEW``, as published only); empty when no
+    encoder had its decoder."""
     seeing = next((r for r in result.encoders if r.decoded_share is not None), None)
     if seeing is None:
         return ""
@@ -93,7 +94,8 @@ def model_sees_chart(result: CheckReport, width: int = 720, bar_height: int = 22
         for r in result.robustness
         if not r.skipped
     ]
-    return bar_chart(rows, (), "what the model sees after each purification", width, bar_height)
+    marks = ((PROTECTED_VIEW, "protected (with strength >= survives)"),)
+    return bar_chart(rows, marks, "what the model sees after each purification", width, bar_height)
 
 
 def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -> str:
