@@ -103,6 +103,15 @@ def test_a_cleaner_survived_only_above_its_null():
     noise_like = Purified("impress", strength=0.10, noise_strength=0.05)
     unknown = Purified("impress", strength=0.10)  # no null (no original): the strength line alone
     assert survived(above) and survived(unknown) and not survived(noise_like)
+    # what the model sees keeps a cleaner survived below 0.06, with the original (its null measured) only
+    seen = Purified("downscale 0.25", strength=0.04, noise_strength=0.005, decoded_share=0.09,
+                    noise_decoded_share=0.002)  # fmt: skip
+    assert survived(seen)
+    assert not survived(Purified("downscale 0.25", strength=0.04, decoded_share=0.09))  # no null
+    assert not survived(Purified("impress", strength=0.04, decoded_share=0.09, noise_decoded_share=0.04))
+    assert not survived(Purified("jpeg 50", strength=0.02, decoded_share=0.20, noise_decoded_share=0.0))
+    said, why = verdict(0.3, [above, seen], exact=True, noise_strength=0.01)
+    assert said == "protected" and "after downscale 0.25: at least 0.03" in why, why
     said, why = verdict(0.3, [above, noise_like], exact=True, noise_strength=0.01)
     assert said == "weakened by impress" and "matched noise 0.05" in why
     said, why = verdict(0.3, [above, unknown], exact=True, noise_strength=0.01)

@@ -185,7 +185,9 @@ AFTER_CLEANERS = {
     "robustness": "each figure after a cleaner compares the purified file with the equally purified original "
     "(IMPRESS: with the original itself); share_kept is strength after / strength before; noise_strength and "
     "noise_decoded_share put matched noise through the same cleaner and score it the same way; a cleaner is "
-    f"survived at strength >= thresholds.survives and >= {NOISE_MULTIPLE:g}x that noise strength",
+    f"survived at strength >= thresholds.survives and >= {NOISE_MULTIPLE:g}x that noise strength, or (with "
+    "the original) at half that strength where the decoded share left is >= thresholds.survives_view and "
+    f">= {NOISE_MULTIPLE:g}x noise's",
 }
 
 

@@ -17,6 +17,7 @@ SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as survi
 # the target) also counts, since issue 15 aims the protection at it: matched noise scores -0.03 to 0.01 on
 # the shared images (0.04 at most after IMPRESS), default protections 0.14-0.34 (docs/efficacy.md).
 PROTECTED_VIEW = 0.10  # decoded share that makes latents of at least SURVIVES_STRENGTH a protection
+SURVIVES_VIEW = PROTECTED_VIEW / 2  # after a cleaner: half, as SURVIVES_STRENGTH is half PROTECTED_STRENGTH
 ESTIMATE_MARGIN = ESTIMATE_ERROR  # extra strength asked of an estimate (no original): its largest error
 # A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
 # that plain noise already moves toward) cannot pass noise off as protection.
@@ -54,9 +55,20 @@ def under_the_line(
 
 def survived(row: Purified) -> bool:
     """Whether what a purification left is still a protection: at least ``SURVIVES_STRENGTH`` and, where
-    matched noise went through the same purification, ``NOISE_MULTIPLE`` times what it scores."""
-    return row.strength is not None and (
-        row.strength >= SURVIVES_STRENGTH and not noise_like(row.strength, row.noise_strength)
+    matched noise went through the same purification, ``NOISE_MULTIPLE`` times what it scores. As for the
+    clean verdict, what the model sees counts where that null was measured (with the original): half the
+    clean lines, a strength of ``SURVIVES_STRENGTH / 2`` where the decoded share left is ``SURVIVES_VIEW``
+    and ``NOISE_MULTIPLE`` times its null's."""
+    if row.strength is None or noise_like(row.strength, row.noise_strength):
+        return False
+    if row.strength >= SURVIVES_STRENGTH:
+        return True
+    return (
+        row.decoded_share is not None
+        and row.noise_decoded_share is not None
+        and row.strength >= SURVIVES_STRENGTH / 2
+        and row.decoded_share >= SURVIVES_VIEW
+        and not noise_like(row.decoded_share, row.noise_decoded_share)
     )
 
 
@@ -124,7 +136,8 @@ def verdict(
         return (
             f"weakened by {worst.purification}{estimated}",
             f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
-            f"{SURVIVES_STRENGTH:.2f} or under {NOISE_MULTIPLE:g}x what matched noise put through them "
+            f"{SURVIVES_STRENGTH:.2f} (or {SURVIVES_STRENGTH / 2:.2f} where what the model sees keeps "
+            f"{SURVIVES_VIEW:.2f}) or under {NOISE_MULTIPLE:g}x what matched noise put through them "
             "scores "
             f"(worst: {worst.purification}, {worst.strength:.2f}{null})",
         )
@@ -140,9 +153,16 @@ def verdict(
         if by_view
         else f"strength {strength:.2f} (>= {needed:.2f})"
     )
+    on_view = [r.purification for r in measured if r.strength < SURVIVES_STRENGTH]
     return said, (
         f"{why} and at least {SURVIVES_STRENGTH:.2f} "
         f"left after each of {len(measured)} purification(s)"
+        + (
+            f" (after {', '.join(on_view)}: at least {SURVIVES_STRENGTH / 2:.2f}, with what the model sees "
+            f"keeping at least {SURVIVES_VIEW:.2f})"
+            if on_view
+            else ""
+        )
         + (
             f", each >= {NOISE_MULTIPLE:g}x matched noise put through it"
             if any(r.noise_strength is not None for r in measured)
@@ -156,5 +176,6 @@ def thresholds() -> dict:
         "protected": PROTECTED_STRENGTH,
         "protected_view": PROTECTED_VIEW,
         "survives": SURVIVES_STRENGTH,
+        "survives_view": SURVIVES_VIEW,
         "estimate_margin": ESTIMATE_MARGIN,
     }
