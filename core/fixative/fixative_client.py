@@ -481,8 +481,10 @@ def choice_values(choices: dict, name: str) -> list:
 
 
 def _two(value: Any) -> str:
-    text = f"{float(value):.2f}"
-    return "0.00" if text == "-0.00" else text
+    """Two decimals; three under 0.01, so a small null beside its ratio reads as what it is."""
+    digits = 3 if 0 < abs(float(value)) < 0.01 else 2
+    text = f"{float(value):.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def _beside_noise(value: Any, noise: Any, times: Any = None) -> str:
