@@ -109,12 +109,15 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
         result = pgd(art, encoder, target, budget, steps=spec.get("ref_steps", 100))
         seconds = time.perf_counter() - started
         steps, delta, history = result.steps, result.delta, result.history
+        gradient = None  # a plain loop rounds each pixel to its nearest level inside the box
     else:
         preset = quality(spec["runner"])  # "bank": false races a preset that uses the start bank without it
         preset = dataclasses.replace(preset, bank_start=preset.bank_start and spec.get("bank", True))
         result = run(art, [encoder], goal, budget, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
         seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history
-    protected = quantised(art + delta)
+        gradient = result.gradient
+    # on the file's grid and inside the box, as ``protect`` writes it (budget.quantise)
+    protected = budget.quantise(art, delta, gradient=gradient)
     out = {
         "seconds": seconds,
         "steps": steps,

@@ -91,6 +91,59 @@ def test_quantised_outputs_are_on_the_grid_inside_cap_and_budget():
     assert bool((ycc.abs() <= budget.limit + 1e-6).all())
 
 
+def test_rounding_to_the_grid_follows_the_loss_and_stays_inside():
+    """With the loss's gradient each pixel goes to the in-box grid point where the loss is lowest to first
+    order: never worse than the nearest in-box point (one of its candidates), and a file made by pulling
+    every outside pixel back toward the original (what quantise did before) is beaten in sum."""
+    art = (_flat_and_textured(64) * 255).round() / 255
+    budget = perceptual_budget(art, 1.0, DEFAULT_EPS_255 / 255)
+    g = torch.Generator().manual_seed(2)
+    delta = budget.project(((torch.rand(art.shape, generator=g) - 0.5) * 0.2)[None], art[None])[0]
+    gradient = torch.randn(art.shape, generator=g)
+    directed, nearest = budget.quantise(art, delta, gradient=gradient), budget.quantise(art, delta)
+    for out in (directed, nearest):
+        assert torch.equal(out * 255, (out * 255).round())
+        assert not bool(budget.exceeded(art, out).any())
+        assert float((out - art).abs().max()) * 255 <= DEFAULT_EPS_255 + 1e-4
+
+    def first_order(out):  # per pixel
+        return (gradient * (out - art - delta)).sum(0)
+
+    assert bool((first_order(directed) <= first_order(nearest) + 1e-6).all())
+    assert float(first_order(directed).sum()) < float(first_order(nearest).sum())
+    # nearest: no farther from the float change than rounding each channel and pulling back would be
+    base, steps = (art * 255).round(), ((art + delta) * 255).round() - (art * 255).round()
+    for _ in range(DEFAULT_EPS_255 + 1):
+        outside = budget.exceeded(art, (base + steps) / 255)
+        steps = torch.where(outside[None], steps - steps.sign(), steps)
+    pulled = (base + steps) / 255
+    assert float((nearest - art - delta).pow(2).sum()) < float((pulled - art - delta).pow(2).sum())
+    # a change already on the grid and inside is written as it is
+    assert torch.equal(budget.quantise(art, nearest - art), nearest)
+
+
+def test_an_early_stop_is_the_written_files_strength(taef2, small_artwork):
+    """A run stops early only once the file it would write has the strength asked for, and returns that
+    file's change (on the grid already: no gradient left to round with)."""
+    from fixative.features import StrengthProbe
+    from fixative.optimise import run
+    from fixative.plugins import hooks
+    from fixative.presets import quality
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork, dtype=np.float32) / 255).permute(2, 0, 1)[:, :128, :128]
+    budget = perceptual_budget(art, 1.0, DEFAULT_EPS_255 / 255)
+    goal = make_target(TargetRequest(method="edit", artwork=art, seed=0), hooks())
+    result = run(art, [taef2], goal, budget, quality("fast"), seed=0, tile=taef2.tile, stop_at=0.15)
+    assert result.stopped_early and result.gradient is None
+    written = budget.quantise(art, result.delta)
+    assert torch.allclose(written, art + result.delta, atol=1e-6)
+    probe = StrengthProbe.build(taef2, goal, art, taef2.tile)
+    assert probe.strength(written[None], art)[0] >= 0.15 - 1e-3
+    later = run(art, [taef2], goal, budget, quality("fast"), seed=0, tile=taef2.tile, stop_at=0.99)
+    assert not later.stopped_early and later.gradient is not None and later.gradient.shape == art.shape
+
+
 def test_a_grey_artwork_gets_a_luminance_only_budget():
     art = torch.full((3, 32, 32), 0.4)
     budget = perceptual_budget(art, 1.0, 0.05, grey=True)

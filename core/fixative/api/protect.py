@@ -104,9 +104,9 @@ def protect(
     optimised = run(  # 6
         work.rgb, encoders, goal, budget, effort, seed=opts.seed, optimizer=opts.optimizer,
         lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
-        tile_batch=opts.tile_batch,
+        tile_batch=opts.tile_batch, levels=grid_levels(work),
     )  # fmt: skip
-    pil, protected = quantise(work, optimised.delta, budget)  # 7
+    pil, protected = quantise(work, optimised.delta, budget, optimised.gradient)  # 7
     report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
     report.transfer = transfer(work.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9
@@ -185,13 +185,21 @@ def tile_for(opts: ProtectOptions, encoders: list) -> int:
     return opts.tile or min(getattr(e, "tile", 512) for e in encoders)
 
 
+def grid_levels(artwork: Artwork) -> int:
+    """The file's levels per channel: what every written pixel is a whole multiple of (1 / levels)."""
+    return 65535 if artwork.bits == 16 else 255
+
+
 def quantise(
-    artwork: Artwork, delta: torch.Tensor, budget: PerceptualBudget
+    artwork: Artwork,
+    delta: torch.Tensor,
+    budget: PerceptualBudget,
+    gradient: torch.Tensor | None = None,
 ) -> tuple[Image.Image, torch.Tensor]:
     """The protected image in the artwork's own mode and bit depth, and its pixels exactly as written:
-    whole levels of the file, inside the cap and the budget (rounding never pushes a pixel past them)."""
-    levels = 65535 if artwork.bits == 16 else 255
-    protected = budget.quantise(artwork.rgb, delta.to(artwork.rgb), levels)
+    whole levels of the file, inside the cap and the budget (rounding never pushes a pixel past them),
+    each rounded the way the loss's ``gradient`` falls."""
+    protected = budget.quantise(artwork.rgb, delta.to(artwork.rgb), grid_levels(artwork), gradient)
     return to_pil(artwork, protected), protected
 
 

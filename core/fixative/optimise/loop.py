@@ -40,6 +40,9 @@ class OptimiseResult:
     history: list[float] = field(default_factory=list)  # estimated strength after each step
     draws: list[eot.Draw] = field(default_factory=list)  # the purifications the hardening steps trained on
     start: str = "random"  # where the first perturbation came from (optimise.start)
+    # The clean loss's gradient at the final perturbation (3, H, W): which way to round each pixel to the
+    # file's grid (PerceptualBudget.quantise); None after an early stop, whose delta is on the grid.
+    gradient: torch.Tensor | None = None
 
 
 @dataclass
@@ -214,12 +217,14 @@ def run(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     tile_batch: int | None = None,
+    levels: int = 255,
 ) -> OptimiseResult:
     """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once, inside ``budget``.
 
     ``stop_at`` overrides the preset's early-stop strength (the benchmarks use it to time how long
-    reaching a given strength takes). ``tile_batch``: tiles per encoder call (default: 1 on a CPU,
-    ``GPU_TILE_BATCH`` elsewhere).
+    reaching a given strength takes); a run stops early only once the file it would write (on the grid
+    of ``levels``, ``PerceptualBudget.quantise``) has that strength, and then returns that file's change.
+    ``tile_batch``: tiles per encoder call (default: 1 on a CPU, ``GPU_TILE_BATCH`` elsewhere).
     """
     if optimizer not in ("pgd", "adam"):
         raise BadParameterError(f"unknown optimizer {optimizer!r}; use pgd or adam")
@@ -234,10 +239,13 @@ def run(
         delta = begin.delta
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
         batch = tile_batch or (1 if device.type == "cpu" else GPU_TILE_BATCH)
-        descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch)
+        descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch, levels)
         delta, early = descent.run(
             delta, quality.early_stop if stop_at is None else stop_at, progress, cancel
         )
+        # Which way each pixel's rounding to the file's grid costs least: one more clean pass at the end
+        # (an early stop returns the file's own change, already on the grid: nothing left to round).
+        final = None if early else descent.gradient(delta, [], cancel)[0]
     return OptimiseResult(
         delta=delta.detach()[0].cpu(),
         steps=len(descent.history) - (1 if early else 0),
@@ -246,6 +254,7 @@ def run(
         history=descent.history,
         draws=descent.draws,
         start=begin.source,
+        gradient=None if final is None else final.detach()[0].cpu(),
     )
 
 
@@ -261,9 +270,10 @@ class Descent:
         lpips_weight,
         lpips_budget,
         tile_batch=1,
+        levels=255,
     ):
         self.problem, self.quality, self.generator = problem, quality, generator
-        self.tile_batch = tile_batch
+        self.tile_batch, self.levels = tile_batch, levels
         self.schedule = Schedule(quality)
         self.optimizer = optimizer
         self.lpips = (lpips_weight, lpips_budget)
@@ -278,14 +288,20 @@ class Descent:
         if self.optimizer == "adam":
             adam = torch.optim.Adam([delta], lr=self.quality.step_size * budget.cap)
         velocity = torch.zeros_like(delta)
+        rounding_loss = 0.0  # what rounding to the file's grid cost the last time a stop was tried
         for i in range(self.quality.steps):
             purifies = self.schedule.purifies(i)
             drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
             grad, estimate = self.gradient(delta, drawn, cancel)
             self.history.append(estimate)
-            if estimate >= stop:
-                return delta, True
+            if estimate >= stop + rounding_loss:
+                written = self.on_grid(delta, grad)
+                reached = self.strength(written)
+                if reached >= stop:  # the file, not only the float perturbation
+                    return written, True
+                # the file fell short by this much: look again once the float estimate has made it up
+                rounding_loss = max(0.0, estimate - reached)
             with torch.no_grad():
                 share = self.schedule.step(i)
                 if adam is None:
@@ -303,6 +319,20 @@ class Descent:
             if progress is not None:
                 progress(i + 1, self.quality.steps, {"phase": "optimise", "strength": estimate})
         return delta, False
+
+    def on_grid(self, delta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """The change of the file ``delta`` would be written as (PerceptualBudget.quantise)."""
+        x = self.problem.images
+        return self.problem.budget.quantise(x[0], delta[0], self.levels, grad[0])[None] - x
+
+    @torch.no_grad()
+    def strength(self, delta: torch.Tensor) -> float:
+        """The weakest encoder's strength at ``delta`` (one forward pass per tile)."""
+        seen = self.problem.images + delta
+        return min(
+            1 - p.squared_sum(seen) / start
+            for p, start in zip(self.problem.probes, self.problem.start, strict=True)
+        )
 
     def gradient(self, delta, drawn, cancel) -> tuple[torch.Tensor, float]:
         """Summed gradient over the drawn purifications (one clean pass when none), and the strength
