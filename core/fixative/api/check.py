@@ -21,7 +21,7 @@ from ..checks import estimate, purify
 from ..checks.measures import feature_shift, model_view, perceptual
 from ..checks.null import matched_noise
 from ..checks.robustness import robustness
-from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict
+from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict, view_of
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
 from ..load import Artwork, padded_for_encoders, to_artwork
 from ..models import Encoder, find_models, load_encoders, precision_name
@@ -142,7 +142,7 @@ def run_check(
     doing.finish()
     missing = tuple(r.purification for r in purified if r.skipped)
     null = max((r.noise_strength for r in rows if r.noise_strength is not None), default=None)
-    seen = next((r for r in rows if r.decoded_share is not None), None)
+    view, view_noise = view_of(rows)
     said, reason = verdict(
         strength,
         purified,
@@ -150,8 +150,8 @@ def run_check(
         found.detected if found else None,
         null,
         missing,
-        view=seen and seen.decoded_share,
-        view_noise=seen and seen.noise_decoded_share,
+        view=view,
+        view_noise=view_noise,
     )  # 10
     report = CheckReport(
         fixative=__version__,

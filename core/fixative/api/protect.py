@@ -23,6 +23,7 @@ from ..checks.verdict import (
     PROTECTED_VIEW,
     SURVIVES_STRENGTH,
     under_the_line,
+    view_of,
 )
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
@@ -325,8 +326,7 @@ def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
     """Said at once when ``fixative check`` would not call this file protected (its strength or matched
     noise lines), with what measurably moves further: a protection is not claimed, it is measured."""
     protecting = [r for r in rows if r.used_to_protect]
-    seen = next((r for r in protecting if r.decoded_share is not None), None)  # as check reads it
-    view = (seen.decoded_share, seen.noise_decoded_share) if seen is not None else (None, None)
+    view = view_of(protecting)  # as check reads it
     weak = [r for r in protecting if under_the_line(r.strength, r.noise_strength, *view)]
     if not weak:
         return None

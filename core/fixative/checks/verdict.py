@@ -18,6 +18,7 @@ SURVIVES_STRENGTH = 0.06  # strength left after a purification to count as survi
 # the shared images (0.04 at most after IMPRESS), default protections 0.14-0.34 (docs/efficacy.md).
 PROTECTED_VIEW = 0.10  # decoded share that makes latents of at least SURVIVES_STRENGTH a protection
 SURVIVES_VIEW = PROTECTED_VIEW / 2  # after a cleaner: half, as SURVIVES_STRENGTH is half PROTECTED_STRENGTH
+SURVIVES_STRENGTH_SEEN = SURVIVES_STRENGTH / 2  # strength left that SURVIVES_VIEW makes a survival
 ESTIMATE_MARGIN = ESTIMATE_ERROR  # extra strength asked of an estimate (no original): its largest error
 # A protection must also beat matched noise on its own image clearly, so a noise-like target (a grainy style
 # that plain noise already moves toward) cannot pass noise off as protection.
@@ -27,6 +28,13 @@ NOISE_MULTIPLE = 3.0
 def noise_like(strength: float, noise_strength: float | None) -> bool:
     """Whether ``strength`` fails to beat matched noise on the same image by ``NOISE_MULTIPLE``."""
     return noise_strength is not None and strength < NOISE_MULTIPLE * max(noise_strength, 0.0)
+
+
+def view_of(rows) -> tuple[float | None, float | None]:
+    """What the model sees, and its null, as the verdict reads them: from the first encoder
+    (``EncoderStrength`` rows) that has its decoder; (None, None) when none has."""
+    seen = next((r for r in rows if r.decoded_share is not None), None)
+    return (None, None) if seen is None else (seen.decoded_share, seen.noise_decoded_share)
 
 
 def moves_the_view(strength: float, view: float | None, view_noise: float | None) -> bool:
@@ -57,7 +65,7 @@ def survived(row: Purified) -> bool:
     """Whether what a purification left is still a protection: at least ``SURVIVES_STRENGTH`` and, where
     matched noise went through the same purification, ``NOISE_MULTIPLE`` times what it scores. As for the
     clean verdict, what the model sees counts where that null was measured (with the original): half the
-    clean lines, a strength of ``SURVIVES_STRENGTH / 2`` where the decoded share left is ``SURVIVES_VIEW``
+    clean lines, a strength of ``SURVIVES_STRENGTH_SEEN`` where the decoded share left is ``SURVIVES_VIEW``
     and ``NOISE_MULTIPLE`` times its null's."""
     if row.strength is None or noise_like(row.strength, row.noise_strength):
         return False
@@ -66,7 +74,7 @@ def survived(row: Purified) -> bool:
     return (
         row.decoded_share is not None
         and row.noise_decoded_share is not None
-        and row.strength >= SURVIVES_STRENGTH / 2
+        and row.strength >= SURVIVES_STRENGTH_SEEN
         and row.decoded_share >= SURVIVES_VIEW
         and not noise_like(row.decoded_share, row.noise_decoded_share)
     )
@@ -136,7 +144,7 @@ def verdict(
         return (
             f"weakened by {worst.purification}{estimated}",
             f"strength {strength:.2f}, but {len(broken)} purification(s) leave less than "
-            f"{SURVIVES_STRENGTH:.2f} (or {SURVIVES_STRENGTH / 2:.2f} where what the model sees keeps "
+            f"{SURVIVES_STRENGTH:.2f} (or {SURVIVES_STRENGTH_SEEN:.2f} where what the model sees keeps "
             f"{SURVIVES_VIEW:.2f}) or under {NOISE_MULTIPLE:g}x what matched noise put through them "
             "scores "
             f"(worst: {worst.purification}, {worst.strength:.2f}{null})",
@@ -146,10 +154,10 @@ def verdict(
         + estimated
         + (f"; not measured against {', '.join(not_measured)}" if not_measured else "")
     )
-    null = max(view_noise or 0.0, 0.0)
+    view_null = max(view_noise or 0.0, 0.0)
     why = (
         f"strength {strength:.2f} (under {needed:.2f}, but what the model sees moved {view:.2f} of the way, "
-        f">= {PROTECTED_VIEW:.2f} and >= {NOISE_MULTIPLE:g}x matched noise's {null:.2f})"
+        f">= {PROTECTED_VIEW:.2f} and >= {NOISE_MULTIPLE:g}x matched noise's {view_null:.2f})"
         if by_view
         else f"strength {strength:.2f} (>= {needed:.2f})"
     )
@@ -158,7 +166,7 @@ def verdict(
         f"{why} and at least {SURVIVES_STRENGTH:.2f} "
         f"left after each of {len(measured)} purification(s)"
         + (
-            f" (after {', '.join(on_view)}: at least {SURVIVES_STRENGTH / 2:.2f}, with what the model sees "
+            f" (after {', '.join(on_view)}: at least {SURVIVES_STRENGTH_SEEN:.2f}, with what the model sees "
             f"keeping at least {SURVIVES_VIEW:.2f})"
             if on_view
             else ""

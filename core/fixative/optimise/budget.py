@@ -265,18 +265,23 @@ def _quantise_rows(
             return (steps - exact).pow(2).sum(0)
         return (gradient * (steps - exact)).sum(0)
 
+    unchanged = base / levels
+
+    def outside(steps: torch.Tensor) -> torch.Tensor:
+        return _outside(limit, unchanged, (base + steps) / levels)
+
     # The fallback, and the first candidate: nearest levels, pulled back until inside.
-    best = legal(exact.round())
-    for _ in range(int(most) + 1):
-        outside = _outside(limit, base / levels, (base + best) / levels)
-        if not bool(outside.any()):
-            break
-        best = torch.where(outside[None], best - best.sign(), best)
-    score = cost(best)
     nearest = exact.round()
+    best = legal(nearest)
+    for _ in range(int(most) + 1):
+        out = outside(best)
+        if not bool(out.any()):
+            break
+        best = torch.where(out[None], best - best.sign(), best)
+    score = cost(best)
     for offset in _NEIGHBOURS:
         steps = legal(nearest + offset.to(exact.device))
-        inside = ~_outside(limit, base / levels, (base + steps) / levels)
+        inside = ~outside(steps)
         candidate = cost(steps)
         take = inside & (candidate < score)
         best = torch.where(take[None], steps, best)
