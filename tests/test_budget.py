@@ -179,3 +179,33 @@ def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise():
     slight = (image + torch.randn_like(image) * 0.01).clamp(0, 1)
     strong = (image + torch.randn_like(image) * 0.1).clamp(0, 1)
     assert 1.0 > visibility.ms_ssim(image, slight) > visibility.ms_ssim(image, strong)
+
+
+def test_rounding_reuses_a_clean_last_steps_gradient(taef2, small_artwork, monkeypatch):
+    """After a clean last step, its gradient chooses the rounding (one pass less); after a purified one, one
+    more clean pass at the final perturbation does."""
+    import dataclasses
+
+    from fixative.optimise import loop, run
+    from fixative.plugins import hooks
+    from fixative.presets import quality
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork, dtype=np.float32) / 255).permute(2, 0, 1)[:, :64, :64]
+    budget = perceptual_budget(art, 1.0, DEFAULT_EPS_255 / 255)
+    goal = make_target(TargetRequest(method="edit", artwork=art, seed=0), hooks())
+    passes = []
+    original = loop.Descent.gradient
+
+    def counted(self, delta, drawn, cancel):
+        passes.append(len(drawn))
+        return original(self, delta, drawn, cancel)
+
+    monkeypatch.setattr(loop.Descent, "gradient", counted)
+    clean = dataclasses.replace(quality("fast"), steps=3, bank_start=False)
+    result = run(art, [taef2], goal, budget, clean, seed=0, tile=taef2.tile, stop_at=1.0)
+    assert passes == [0, 0, 0] and result.gradient is not None
+    passes.clear()
+    hardened = dataclasses.replace(clean, eot_samples=1, eot_start=2)
+    result = run(art, [taef2], goal, budget, hardened, seed=0, tile=taef2.tile, stop_at=1.0)
+    assert passes == [0, 0, 1, 0] and result.gradient is not None

@@ -40,8 +40,9 @@ class OptimiseResult:
     history: list[float] = field(default_factory=list)  # estimated strength after each step
     draws: list[eot.Draw] = field(default_factory=list)  # the purifications the hardening steps trained on
     start: str = "random"  # where the first perturbation came from (optimise.start)
-    # The clean loss's gradient at the final perturbation (3, H, W): which way to round each pixel to the
-    # file's grid (PerceptualBudget.quantise); None after an early stop, whose delta is on the grid.
+    # The clean loss's gradient (3, H, W) at the final perturbation, or one step before it when the last
+    # step was clean: which way to round each pixel to the file's grid (PerceptualBudget.quantise); None
+    # after an early stop, whose delta is on the grid.
     gradient: torch.Tensor | None = None
 
 
@@ -243,9 +244,13 @@ def run(
         delta, early = descent.run(
             delta, quality.early_stop if stop_at is None else stop_at, progress, cancel
         )
-        # Which way each pixel's rounding to the file's grid costs least: one more clean pass at the end
-        # (an early stop returns the file's own change, already on the grid: nothing left to round).
-        final = None if early else descent.gradient(delta, [], cancel)[0]
+        # Which way each pixel's rounding to the file's grid costs least (an early stop returns the file's
+        # own change, already on the grid: nothing left to round). After a clean last step its gradient,
+        # one small step old, serves: measured on three artworks (`fast`, 256²) within 0.002 of a fresh
+        # pass's strength, for one pass less. After a purified one, one more clean pass.
+        final = None if early else descent.clean_gradient
+        if not early and final is None:
+            final = descent.gradient(delta, [], cancel)[0]
     return OptimiseResult(
         delta=delta.detach()[0].cpu(),
         steps=len(descent.history) - (1 if early else 0),
@@ -279,6 +284,7 @@ class Descent:
         self.lpips = (lpips_weight, lpips_budget)
         self.history: list[float] = []
         self.draws: list[eot.Draw] = []
+        self.clean_gradient: torch.Tensor | None = None  # the last step's, when that step was clean
         purifying = sum(self.schedule.purifies(i) for i in range(quality.steps))
         self.plan = eot.plan(generator, purifying * quality.eot_samples)  # drawn ahead, stratified
 
@@ -294,6 +300,7 @@ class Descent:
             drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
             grad, estimate = self.gradient(delta, drawn, cancel)
+            self.clean_gradient = None if drawn else grad
             self.history.append(estimate)
             if estimate >= stop + rounding_loss:
                 written = self.on_grid(delta, grad)
