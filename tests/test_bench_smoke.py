@@ -208,3 +208,13 @@ def test_efficacy_measures_what_the_model_sees_after_each_cleaner(taef2, small_a
     row["noise_after"] = {"jpeg 50": 0.004}
     table = after_table({"cleaners": ["jpeg 50"], "rows": [row]}, "Left", "strength", "after", "noise_after")
     assert "| a 96² | edit | 0.300 | 0.100 (0.004) |" in table
+
+
+@pytest.mark.usefixtures("taef2_path")
+def test_the_memory_bench_reads_a_whole_protects_peak_and_fails_over_its_limit(capsys):
+    """bench.memory runs a real `fixative protect` in a fresh process and fails (exit 1) over the limit."""
+    from bench import memory
+
+    assert memory.main(["--size", "64", "--steps", "1", "--limit-gb", "0.01"]) == 1
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["within"] is False and line["peak_rss_gb"] > 0.1 and line["strength"] is not None

@@ -66,6 +66,35 @@ def test_canny_edges_are_kornias_pixel_for_pixel(small_artwork, strip):
         assert torch.equal(found, expected)
 
 
+def test_image_sized_work_in_strips_gives_the_whole_images_values(small_artwork):
+    """The JND map, the projection, the step and SSIM run in strips of rows (memory at 4096²): the same
+    values as on the whole image, whatever the strip."""
+    import kornia
+
+    from fixative.optimise.budget import PerceptualBudget
+
+    art = torch.from_numpy(np.array(small_artwork.resize((90, 130)))).permute(2, 0, 1).float() / 255
+    whole = jnd_map(art, strip=10_000)
+    assert torch.allclose(jnd_map(art, strip=16), whole, atol=1e-5, rtol=0)
+    g = torch.Generator().manual_seed(3)
+    delta = (torch.rand((1, *art.shape), generator=g) - 0.5) * 0.2
+    direction = torch.randn(delta.shape, generator=g)
+    budget = PerceptualBudget(whole, 12 / 255)
+    for strip in (16, 40):
+        assert torch.equal(
+            budget.project(delta, art[None], strip=strip), budget.project(delta, art[None], strip=999)
+        )
+        assert torch.equal(
+            budget.step(delta, direction, 0.3, strip=strip), budget.step(delta, direction, 0.3, strip=999)
+        )
+    noisy = (art + (torch.rand(art.shape, generator=g) - 0.5) * 0.1).clamp(0, 1)
+    expected = float(kornia.metrics.ssim(noisy[None], art[None], 11).mean())
+    found = visibility.windowed_mean(
+        lambda a, b: kornia.metrics.ssim(b, a, 11), art[None], noisy[None], strip=16
+    )
+    assert float(found) == pytest.approx(expected, abs=1e-6) and expected < 0.99
+
+
 def test_the_budgets_own_flattest_fifth_stays_flat_in_a_busy_image(artwork_path):
     from PIL import Image
 

@@ -108,6 +108,7 @@ def protect(
         tile_batch=opts.tile_batch, levels=grid_levels(work),
     )  # fmt: skip
     pil, protected = quantise(work, optimised.delta, budget, optimised.gradient)  # 7
+    optimised.gradient = None  # only the rounding needs it: 200 MB at 4096², freed before the measuring
     report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
     report.transfer = transfer(work.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9

@@ -29,7 +29,7 @@ def perceptual(original: torch.Tensor, protected: torch.Tensor) -> Visibility:
     return Visibility(
         linf_255=round(float((a - b).abs().max()) * 255, 3),
         psnr_db=round(float(kornia.metrics.psnr(b, a, 1.0)), 3) if mse > 0 else float("inf"),
-        ssim=round(float(kornia.metrics.ssim(b, a, 11).mean()), 5),
+        ssim=round(visibility.ssim(original, protected), 5),
         lpips=lpips,
         ms_ssim=None if ms_ssim is None else round(ms_ssim, 5),
         jnd_exceed_share=round(visibility.jnd_exceed_share(original, protected), 5),

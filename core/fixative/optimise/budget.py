@@ -24,6 +24,7 @@ in YCbCr, each channel in steps relative to its own per-pixel limit (``Perceptua
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -104,14 +105,12 @@ def canny_edges(luma: torch.Tensor, strip: int = 512, halo: int = 16) -> torch.T
     its full-image buffers never exist at once."""
     import cv2  # a dependency already (check's AdverseCleaner); imported here to keep start-up quick
 
-    height = luma.shape[-2]
     parts = []
-    for top in range(0, height, strip):
-        first, last = max(0, top - halo), min(height, top + strip + halo)
+    for _, window, keep in row_strips(luma.shape[-2], strip, halo):
         _, thresholded = kornia.filters.canny(
-            luma[..., first:last, :], low_threshold=0.1, high_threshold=0.25, hysteresis=False
+            luma[..., window, :], low_threshold=0.1, high_threshold=0.25, hysteresis=False
         )  # 0, 0.5 (weak), 1 (strong)
-        parts.append(thresholded[..., top - first : top - first + min(strip, height - top), :])
+        parts.append(thresholded[..., keep, :])
     levels = torch.cat(parts, dim=-2)[0, 0].cpu()
     count, labels = cv2.connectedComponents((levels > 0).numpy().astype(np.uint8), connectivity=8)
     keep = np.zeros(count, dtype=bool)
@@ -120,43 +119,73 @@ def canny_edges(luma: torch.Tensor, strip: int = 512, halo: int = 16) -> torch.T
     return torch.from_numpy(keep[labels]).to(luma)[None, None]
 
 
-def edge_map(luma: torch.Tensor) -> torch.Tensor:
-    """(1, 1, H, W) in 0..1: isolated strong edges (Canny), widened and softened; 0 in texture and flat."""
+def edge_map(luma: torch.Tensor, strip: int = 512, halo: int = 8) -> torch.Tensor:
+    """(1, 1, H, W) in 0..1: isolated strong edges (Canny), widened and softened; 0 in texture and flat.
+    After the edges themselves, in strips of rows (the filters below reach 6 rows in all)."""
     edges = canny_edges(luma)
-    widened = F.max_pool2d(edges, 5, stride=1, padding=2)
-    density = kornia.filters.box_blur(edges, (9, 9), border_type="reflect")  # one line: 1/9
-    isolated = widened * (1 - ((density - 0.15) / 0.2).clamp(0, 1))  # many edges close together are texture
-    return kornia.filters.gaussian_blur2d(isolated, (5, 5), (1.0, 1.0), border_type="reflect").clamp(0, 1)
+    out = torch.empty_like(edges)
+    for span, window, keep in row_strips(edges.shape[-2], strip, halo):
+        part = edges[..., window, :]
+        widened = F.max_pool2d(part, 5, stride=1, padding=2)
+        density = kornia.filters.box_blur(part, (9, 9), border_type="reflect")  # one line: 1/9
+        isolated = widened * (1 - ((density - 0.15) / 0.2).clamp(0, 1))  # edges close together are texture
+        soft = kornia.filters.gaussian_blur2d(isolated, (5, 5), (1.0, 1.0), border_type="reflect")
+        out[..., span, :] = soft[..., keep, :].clamp(0, 1)
+    return out
 
 
 MODEL = JndModel()
 
 
 @torch.no_grad()
-def jnd_map(rgb: torch.Tensor, model: JndModel | None = None) -> torch.Tensor:
-    """(3, H, W): the just-noticeable change of Y, Cb and Cr at each pixel of ``rgb`` (3, H, W), in 0..1."""
+def jnd_map(
+    rgb: torch.Tensor, model: JndModel | None = None, strip: int = 512, halo: int = 8
+) -> torch.Tensor:
+    """(3, H, W): the just-noticeable change of Y, Cb and Cr at each pixel of ``rgb`` (3, H, W), in 0..1.
+
+    Every operator reaches at most a few pixels (the 7 x 7 contrast window), so the map is computed in
+    strips of rows with a ``halo``, the same values as on the whole image; at 4096² its dozen full-size
+    buffers had put a protect's peak over 4 GB. Only the edges and one quantile look at the whole image."""
     model = model or MODEL
-    x = rgb[None].float()
-    luma = kornia.color.rgb_to_ycbcr(x)[:, :1]
-    levels = luma * 255
-    background = F.conv2d(F.pad(levels, (2, 2, 2, 2), mode="replicate"), _BACKGROUND.to(x)[None, None])
-    flat = (model.summation * luminance_adaptation(background)).clamp(max=model.flat_cap)
-    # Luminance gradient on the scale of Chou & Li's 5 x 5 operators (a step of h grey levels gives h).
-    gradient = kornia.filters.sobel(levels, normalized=False) / 4
-    contrast = _local_std(levels, 7)
-    # A masker must be clearly visible itself: from 1x to 3x the flat-field threshold, and never below the
-    # image's own flattest fifth (so its flattest areas stay flat however busy the artwork is overall).
-    start = torch.maximum(model.masker_from * flat, _quantile(contrast, model.flat_share))
-    suprathreshold = ((contrast - start) / ((model.masker_full - 1) * start).clamp_min(1e-3)).clamp(0, 1)
-    texture = model.eta * gradient * (1 - (1 - model.edge_weight) * edge_map(luma)) * suprathreshold
-    luminance = flat + texture - model.overlap * torch.minimum(flat, texture)
-    chroma = model.chroma_flat + model.chroma_gain * texture
-    return (torch.cat([luminance, chroma, chroma], dim=1)[0] / 255).contiguous()
+    luma = kornia.color.rgb_to_ycbcr(rgb[None].float())[:, :1]
+    edges = edge_map(luma, strip, halo)
+    strips = list(row_strips(luma.shape[-2], strip, halo))
+    contrast = torch.cat(
+        [_local_std(luma[..., window, :] * 255, 7)[..., keep, :] for _, window, keep in strips], -2
+    )
+    floor = _quantile(contrast, model.flat_share)
+    out = torch.empty((3, *luma.shape[-2:]), dtype=luma.dtype, device=luma.device)
+    for span, window, keep in strips:
+        levels = luma[..., window, :] * 255
+        background = F.conv2d(F.pad(levels, (2,) * 4, mode="replicate"), _BACKGROUND.to(levels)[None, None])
+        flat = (model.summation * luminance_adaptation(background)).clamp(max=model.flat_cap)[..., keep, :]
+        # Luminance gradient on the scale of Chou & Li's 5 x 5 operators (a step of h grey levels gives h).
+        gradient = (kornia.filters.sobel(levels, normalized=False) / 4)[..., keep, :]
+        # A masker must be clearly visible itself: from 1x to 3x the flat-field threshold, and never below
+        # the image's own flattest fifth (so its flattest areas stay flat however busy the artwork is).
+        start = torch.maximum(model.masker_from * flat, floor)
+        masking = (
+            (contrast[..., span, :] - start) / ((model.masker_full - 1) * start).clamp_min(1e-3)
+        ).clamp(0, 1)
+        texture = model.eta * gradient * (1 - (1 - model.edge_weight) * edges[..., span, :]) * masking
+        luminance = flat + texture - model.overlap * torch.minimum(flat, texture)
+        chroma = model.chroma_flat + model.chroma_gain * texture
+        out[0, span] = luminance[0, 0] / 255
+        out[1:, span] = (chroma[0] / 255).expand(2, -1, -1)
+    return out
 
 
 def _quantile(x: torch.Tensor, q: float) -> torch.Tensor:
     flat = x.flatten()
     return torch.quantile(flat[:: max(1, flat.numel() // 500_000)], q)
+
+
+def row_strips(height: int, strip: int, halo: int):
+    """Strips of rows: (rows of the output, rows read with the ``halo`` around them, the output's rows
+    within those read). An operator that reaches at most ``halo`` rows gives the whole image's values."""
+    for top in range(0, height, strip):
+        first, bottom = max(0, top - halo), min(height, top + strip)
+        yield slice(top, bottom), slice(first, min(height, bottom + halo)), slice(top - first, bottom - first)
 
 
 def _local_std(x: torch.Tensor, window: int) -> torch.Tensor:
@@ -176,21 +205,30 @@ class PerceptualBudget:
     def to(self, device) -> PerceptualBudget:
         return PerceptualBudget(self.limit.to(device), self.cap)
 
-    def project(self, delta: torch.Tensor, images: torch.Tensor, rounds: int = 3) -> torch.Tensor:
+    def project(
+        self, delta: torch.Tensor, images: torch.Tensor, rounds: int = 3, strip: int = 512
+    ) -> torch.Tensor:
         """Back inside the box in YCbCr, the cap in RGB and the valid pixel range (alternating
         projections; the last one is the RGB one, so the cap and the range always hold exactly)."""
-        limit = self.limit.to(delta)
-        for _ in range(rounds):
-            ycc = to_ycc(delta)
-            delta = to_rgb(torch.maximum(torch.minimum(ycc, limit), -limit))
-            delta = delta.clamp(-self.cap, self.cap)
-            delta = (images + delta).clamp(0, 1) - images
-        return delta
 
-    def step(self, delta: torch.Tensor, direction: torch.Tensor, share: float) -> torch.Tensor:
+        def rows(d: torch.Tensor, x: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+            for _ in range(rounds):
+                d = to_rgb(torch.maximum(torch.minimum(to_ycc(d), limit), -limit))
+                d = (x + d.clamp(-self.cap, self.cap)).clamp(0, 1) - x
+            return d
+
+        return _by_rows(rows, delta, images, self.limit.to(delta), strip=strip)
+
+    def step(
+        self, delta: torch.Tensor, direction: torch.Tensor, share: float, strip: int = 512
+    ) -> torch.Tensor:
         """``delta`` moved against ``direction`` (a YCbCr gradient), each channel by ``share`` of its own
         per-pixel limit: flat pixels move in small steps, busy ones in large ones."""
-        return delta - to_rgb(share * self.limit.to(delta) * direction.sign())
+
+        def rows(d: torch.Tensor, towards: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+            return d - to_rgb(share * limit * towards.sign())
+
+        return _by_rows(rows, delta, direction, self.limit.to(delta), strip=strip)
 
     def exceeded(
         self, original: torch.Tensor, changed: torch.Tensor, tolerance: float = 1e-6
@@ -229,6 +267,16 @@ class PerceptualBudget:
                 )
             )
         return torch.cat(rows, dim=-2)
+
+
+def _by_rows(per_pixel: Callable[..., torch.Tensor], *tensors: torch.Tensor, strip: int = 512):
+    """``per_pixel`` (an operation where each pixel depends on itself alone) over strips of rows, so that
+    its temporaries stay strip-sized: at 4096² a whole-image projection held ~1 GB of them."""
+    out = torch.empty_like(tensors[0])
+    for top in range(0, out.shape[-2], strip):
+        part = (..., slice(top, top + strip), slice(None))
+        out[part] = per_pixel(*(t[part] for t in tensors))
+    return out
 
 
 def _outside(

@@ -1,0 +1,85 @@
+"""Peak memory of a whole ``fixative protect`` at a size, as a user runs it (issue 18: 4096² within 4 GB).
+
+    python -m bench.memory                       # 4096², default settings, one optimiser step
+    python -m bench.memory --size 2048 --steps 3 --limit-gb 4
+
+The speed scan (``bench.run --sizes``) times optimiser steps on a few tiles; this runs everything else too
+(load, budget, target, the steps, rounding to the file's grid, the report's measurements, transfer, save)
+in a fresh process and reads its peak resident set size. Peak memory does not grow with the number of
+steps (each step frees what it took), so one step stands for a whole run at a fraction of the time
+(about 10 minutes at 4096² on a 2-core CPU). Exit status 1 when the peak is over ``--limit-gb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .run import SHARED
+
+
+def artwork_at(name: str, size: int, folder: Path) -> Path:
+    """The shared artwork resized to cover ``size`` x ``size`` (centre crop), written as PNG."""
+    from PIL import Image, ImageOps
+
+    source = Path(name) if Path(name).exists() else SHARED / "images" / name
+    with Image.open(source) as image:
+        fitted = ImageOps.fit(image.convert("RGB"), (size, size), Image.Resampling.LANCZOS)
+    path = folder / f"{source.stem}-{size}.png"
+    fitted.save(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
+    p.add_argument("--image", default="hokusai_great_wave.jpg", help="shared image name, or a path")
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--method", default="style", choices=["style", "edit"])
+    p.add_argument("--limit-gb", type=float, default=4.0)
+    p.add_argument("--models", default=str(SHARED / "models"))
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fixative-memory-") as scratch:
+        folder = Path(scratch)
+        source = artwork_at(args.image, args.size, folder)
+        report = folder / "report.json"
+        command = [sys.executable, "-m", "fixative", "protect", str(source), "-o", str(folder / "out.png")]
+        command += ["--steps", str(args.steps), "--method", args.method, "--json", str(report), "-q"]
+        started = time.perf_counter()
+        env = {**os.environ, "FIXATIVE_MODELS": os.environ.get("FIXATIVE_MODELS", args.models)}
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            print(f"protect failed (exit {done.returncode}): {done.stderr.strip()[-500:]}", file=sys.stderr)
+            return 1
+        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # Linux: kB
+        measured = json.loads(report.read_text())
+        measured = measured[0] if isinstance(measured, list) else measured
+    within = peak_gb <= args.limit_gb
+    print(
+        json.dumps(
+            {
+                "size": args.size,
+                "steps": args.steps,
+                "method": args.method,
+                "peak_rss_gb": round(peak_gb, 2),
+                "limit_gb": args.limit_gb,
+                "within": within,
+                "seconds": round(seconds, 1),
+                "strength": measured.get("strength"),
+                "precision": measured.get("precision"),
+            }
+        )
+    )
+    return 0 if within else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
