@@ -173,6 +173,7 @@ def krita_home(tmp_path, taef2_path):
         XDG_DATA_HOME=str(home / ".local/share"),
         XDG_CACHE_HOME=str(home / ".cache"),
         XDG_RUNTIME_DIR=str(tmp_path / "run"),
+        TMPDIR=str(tmp_path / "run"),  # Krita's krita-opengl.txt and xvfb-run's auth file
         QT_QPA_PLATFORM="xcb",
         FIXATIVE_MODELS=str(taef2_path.parents[1]),
         HF_HUB_OFFLINE="1",

@@ -49,9 +49,17 @@ def ticket_url(engine) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
+    home = tmp_path_factory.mktemp("browser-home")  # Chromium's profile, caches and crash reports: in here
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "TMPDIR": str(home),
+    }
     with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, env=env)
         yield launched
         launched.close()
 
