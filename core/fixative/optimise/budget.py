@@ -253,29 +253,23 @@ class PerceptualBudget:
         the pixels outside, and pulling those back toward the original (what this did before) cost 13-17 %
         of the strength and of what the model sees (docs/visibility.md). That pulled-back point is a
         candidate too, and the answer when no other is inside. In strips of rows: pixels are independent."""
-        rows = []
-        for top in range(0, original.shape[-2], strip):
-            part = slice(top, top + strip)
-            rows.append(
-                _quantise_rows(
-                    self.limit[:, part].to(original.device),
-                    self.cap,
-                    original[:, part].float(),
-                    delta[:, part].float(),
-                    levels,
-                    None if gradient is None else gradient[:, part].to(original.device).float(),
-                )
-            )
-        return torch.cat(rows, dim=-2)
+        given = [] if gradient is None else [gradient.to(original.device).float()]
+
+        def rows(o: torch.Tensor, d: torch.Tensor, limit: torch.Tensor, *g: torch.Tensor) -> torch.Tensor:
+            return _quantise_rows(limit, self.cap, o, d, levels, g[0] if g else None)
+
+        return _by_rows(
+            rows, original.float(), delta.float(), self.limit.to(original.device), *given, strip=strip
+        )
 
 
 def _by_rows(per_pixel: Callable[..., torch.Tensor], *tensors: torch.Tensor, strip: int = 512):
     """``per_pixel`` (an operation where each pixel depends on itself alone) over strips of rows, so that
-    its temporaries stay strip-sized: at 4096² a whole-image projection held ~1 GB of them."""
+    its temporaries stay strip-sized: at 4096² a whole-image projection held ~1 GB of them. The result
+    has the first tensor's shape, dtype and device."""
     out = torch.empty_like(tensors[0])
-    for top in range(0, out.shape[-2], strip):
-        part = (..., slice(top, top + strip), slice(None))
-        out[part] = per_pixel(*(t[part] for t in tensors))
+    for span, _, _ in row_strips(out.shape[-2], strip, 0):
+        out[..., span, :] = per_pixel(*(t[..., span, :] for t in tensors))
     return out
 
 
