@@ -528,7 +528,7 @@ def test_an_estimate_is_held_to_its_measured_error():
 
     said, why = verdict(0.40, [], exact=False, detected=True)  # exact somewhere in -0.16-0.24
     assert said == "cannot tell (estimate only)" and "either side of 0.12" in why
-    assert verdict(0.29, [], exact=False, detected=True)[0] == "cannot tell (estimate only)"  # 0.13?
+    assert verdict(0.29, [], exact=False, detected=True)[0] == "cannot tell (estimate only)"  # 0.13 possible
     said, why = verdict(0.27, [], exact=False, detected=True)  # exact at most 0.11
     assert said == "not protected" and "0.68" in why
     assert verdict(0.60, [], exact=False, detected=True)[0] == "cannot tell (estimate only)"

@@ -85,7 +85,7 @@ QUALITIES: dict[str, Quality] = {
     # one level of the file's grid in flat areas, and rounding to the grid gives it back. Tuned on Mucha's
     # Reverie and Monet at 512² (style, edit): the plain loop's strength in 4-7 steps instead of 4-8 (the
     # Reverie's edit shield reaches it with neither, 0.015 short instead of 0.019); raced on the Great Wave,
-    # which it was not tuned on: edit reached in 7 steps (10 did not), style in 5 as before (docs/speed.md).
+    # which it was not tuned on: edit reached in 7 steps (10 did not), style in 4 (was 5; docs/speed.md).
     "fast": Quality(
         steps=10, eot_samples=0, step_size=0.5, early_stop=0.97, final_step=0.15, bank_start=True
     ),
