@@ -86,8 +86,13 @@ QUALITIES: dict[str, Quality] = {
     # Reverie and Monet at 512² (style, edit): the plain loop's strength in 4-7 steps instead of 4-8 (the
     # Reverie's edit shield reaches it with neither, 0.015 short instead of 0.019); raced on the Great Wave,
     # which it was not tuned on: edit reached in 7 steps (10 did not), style in 4 (was 5; docs/speed.md).
+    # `fast`'s first step is the whole limit (1.0, was 0.5; 2026-12-05): with the early stop, its first steps
+    # are most of the run. On four artworks at 512² the plain loop's strength in 3-6 steps instead of 4-7
+    # (six artwork x method pairs, one tie; the Reverie's edit shield 0.012 short after 10, was 0.015); raced
+    # on the Great Wave: edit in 5 steps, 5.6 s (was 7, 7.4 s), style in 5, 5.2 s (was 4, 4.1 s: its 4th
+    # written file fell just short); docs/speed.md.
     "fast": Quality(
-        steps=10, eot_samples=0, step_size=0.5, early_stop=0.97, final_step=0.15, bank_start=True
+        steps=10, eot_samples=0, step_size=1.0, early_stop=0.97, final_step=0.15, bank_start=True
     ),
     "default": Quality(
         steps=20,
