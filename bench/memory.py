@@ -2,6 +2,7 @@
 
     python -m bench.memory                       # 4096², default settings, one optimiser step
     python -m bench.memory --size 2048 --steps 3 --limit-gb 4
+    python -m bench.memory --size 512 --model path/to/vae     # another encoder (file, folder or name)
 
 The speed scan (``bench.run --sizes``) times optimiser steps on a few tiles; this runs everything else too
 (load, budget, target, the steps, rounding to the file's grid, the report's measurements, transfer, save)
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="style", choices=["style", "edit"])
     p.add_argument("--limit-gb", type=float, default=4.0)
     p.add_argument("--models", default=str(SHARED / "models"))
+    p.add_argument(
+        "--model", help="encoder to protect with (file, folder or name; default: the one protect picks)"
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fixative-memory-") as scratch:
         folder = Path(scratch)
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         report = folder / "report.json"
         command = [sys.executable, "-m", "fixative", "protect", str(source), "-o", str(folder / "out.png")]
         command += ["--steps", str(args.steps), "--method", args.method, "--json", str(report), "-q"]
+        command += ["--model", args.model] if args.model else []
         started = time.perf_counter()
         env = {**os.environ, "FIXATIVE_MODELS": os.environ.get("FIXATIVE_MODELS", args.models)}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -69,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "size": args.size,
                 "steps": args.steps,
                 "method": args.method,
+                "encoders": [e.get("name") for e in measured.get("encoders", [])],
                 "peak_rss_gb": round(peak_gb, 2),
                 "limit_gb": args.limit_gb,
                 "within": within,

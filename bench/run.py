@@ -369,6 +369,9 @@ def markdown(result: dict) -> str:
             "",
             "## Seconds per step and peak memory by size",
             "",
+            "fixative's step is `default`'s: the latents, and what the model sees where the encoder has a "
+            "decoder (the reference: the latents only).",
+            "",
             "| encoder | size | runner | s/step | tiles (timed) | extrapolated | peak RSS MB | load |",
             "|---|---|---|---|---|---|---|---|",
         ]

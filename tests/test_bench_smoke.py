@@ -51,6 +51,8 @@ def test_smoke_writes_table_and_json(tmp_path):
     scan = {(r["size"], r["runner"]) for r in result["rate"]}
     assert {(32, "fixative"), (64, "fixative"), (32, "reference")} <= scan
     assert all(r["peak_rss_mb"] > 0 and r["seconds_per_step"] > 0 for r in result["rate"])
+    # the scan times `default`'s step: with taef2's decoder beside it, what the model sees too
+    assert all(r["view"] for r in result["rate"] if r["runner"] == "fixative")
     assert "taef2/fixative" in result["growth"]
     assert "| taef2 | 32² | reference |" in table and "## Growth with pixel count" in table
 
@@ -215,6 +217,7 @@ def test_the_memory_bench_reads_a_whole_protects_peak_and_fails_over_its_limit(c
     """bench.memory runs a real `fixative protect` in a fresh process and fails (exit 1) over the limit."""
     from bench import memory
 
-    assert memory.main(["--size", "64", "--steps", "1", "--limit-gb", "0.01"]) == 1
+    assert memory.main(["--size", "64", "--steps", "1", "--limit-gb", "0.01", "--model", "taef2"]) == 1
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["within"] is False and line["peak_rss_gb"] > 0.1 and line["strength"] is not None
+    assert line["encoders"] == ["taef2"]  # the model asked for, as the report names it

@@ -105,8 +105,9 @@ def wrap(vae, family: str, name: str, source: str, with_decoder: bool = True) ->
     shift = float(cfg.shift_factor or 0.0) if getattr(cfg, "shift_factor", None) is not None else 0.0
     downscale = 2 ** (len(cfg.block_out_channels) - 1)
     decode = KLDecode(vae, scaling, shift) if with_decoder else None
-    # Full VAEs keep 128-512 channels at high resolution: 288-px tiles keep a 4096² image under 4 GB
-    # (3.5 GB measured) and still cover a 512² image with 2 x 2 tiles (256 px needed 3 x 3: +40 % time).
+    # Full VAEs keep 128-512 channels at high resolution: 288-px tiles kept a 4096² image's latent-only step
+    # under 4 GB (3.5 GB measured) and still cover a 512² image with 2 x 2 tiles (256 px: 3 x 3, +40 % time).
+    # With the decoder in the step (the view loss) the SD-sized scan is 4.18 GB at 4096² (docs/speed.md).
     return Encoder(
         name,
         family,
