@@ -179,6 +179,7 @@ def sampled_problem(x, budget, encoder, goal, tile: int, max_tiles: int | None, 
     from fixative.features import DEFAULT_OVERLAP, StrengthProbe, tile_weight, tiles
     from fixative.optimise import loop
 
+    layout = loop.use_channels_last(encoder)  # as loop.prepare does, before the targets are encoded
     h, w = x.shape[-2:]
     every = tiles(h, w, loop.balanced_tile(h, w, tile), DEFAULT_OVERLAP)
     kept = every[:max_tiles] if max_tiles else every
@@ -186,7 +187,7 @@ def sampled_problem(x, budget, encoder, goal, tile: int, max_tiles: int | None, 
     probe = StrengthProbe.build(encoder, goal, x[0], tile_list=kept)
     start = [max(probe.squared_sum(x), 1e-12)]
     view = [loop.view_distance(probe, x) if view_weight > 0 and probe.sees else None]
-    problem = loop.Problem(x, budget, kept, weights, [probe], start, view, [False])
+    problem = loop.Problem(x, budget, kept, weights, [probe], start, view, [layout])
     problem.total = len(every)
     return problem
 

@@ -63,7 +63,7 @@ class Problem:
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
 
 
-def _channels_last(encoder) -> bool:
+def use_channels_last(encoder) -> bool:
     """Switch encoders to channels-last where it pays: TAESD-family ones on CPU (oneDNN convolutions), and
     every encoder on CUDA (cuDNN's tensor-core convolutions in fp16/bf16 want NHWC).
 
@@ -99,7 +99,7 @@ def prepare(
 ) -> Problem:
     """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W); with
     ``view_weight``, also what each encoder that has a decoder sees of the target."""
-    layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
+    layouts = [use_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
     tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
