@@ -173,22 +173,15 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
 
 
 def sampled_problem(x, budget, encoder, goal, tile: int, max_tiles: int | None, view_weight: float = 0.0):
-    """fixative's optimisation problem for ``x``, keeping only the first ``max_tiles`` tiles: a step on a
-    few tiles of a huge image is timed and extrapolated, with the image-sized buffers still allocated so
-    peak memory stays representative. With ``view_weight``, what the model sees too (as ``loop.prepare``)."""
-    from fixative.features import DEFAULT_OVERLAP, StrengthProbe, tile_weight, tiles
+    """fixative's optimisation problem for ``x`` (``loop.prepare``), keeping only the first ``max_tiles``
+    tiles: a step on a few tiles of a huge image is timed and extrapolated, with the image-sized buffers
+    still allocated so peak memory stays representative. ``total``: how many tiles the whole image has."""
+    from fixative.features import DEFAULT_OVERLAP, tiles
     from fixative.optimise import loop
 
-    layout = loop.use_channels_last(encoder)  # as loop.prepare does, before the targets are encoded
+    problem = loop.prepare(x, budget, [encoder], goal, tile, view_weight, max_tiles)
     h, w = x.shape[-2:]
-    every = tiles(h, w, loop.balanced_tile(h, w, tile), DEFAULT_OVERLAP)
-    kept = every[:max_tiles] if max_tiles else every
-    weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, x.device) for t in kept]
-    probe = StrengthProbe.build(encoder, goal, x[0], tile_list=kept)
-    start = [max(probe.squared_sum(x), 1e-12)]
-    view = [loop.view_distance(probe, x) if view_weight > 0 and probe.sees else None]
-    problem = loop.Problem(x, budget, kept, weights, [probe], start, view, [layout])
-    problem.total = len(every)
+    problem.total = len(tiles(h, w, loop.balanced_tile(h, w, tile), DEFAULT_OVERLAP))
     return problem
 
 

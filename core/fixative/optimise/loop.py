@@ -63,7 +63,7 @@ class Problem:
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
 
 
-def use_channels_last(encoder) -> bool:
+def _channels_last(encoder) -> bool:
     """Switch encoders to channels-last where it pays: TAESD-family ones on CPU (oneDNN convolutions), and
     every encoder on CUDA (cuDNN's tensor-core convolutions in fp16/bf16 want NHWC).
 
@@ -95,13 +95,20 @@ def balanced_tile(height: int, width: int, tile: int, overlap: int = DEFAULT_OVE
 
 
 def prepare(
-    images: torch.Tensor, budget: PerceptualBudget, encoders, goal, tile: int, view_weight: float = 0.0
+    images: torch.Tensor,
+    budget: PerceptualBudget,
+    encoders,
+    goal,
+    tile: int,
+    view_weight: float = 0.0,
+    max_tiles: int | None = None,
 ) -> Problem:
     """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W); with
-    ``view_weight``, also what each encoder that has a decoder sees of the target."""
-    layouts = [use_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
+    ``view_weight``, also what each encoder that has a decoder sees of the target. ``max_tiles`` keeps only
+    the first tiles (the benchmarks time a step on a few tiles of a huge image and scale it by the count)."""
+    layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
-    tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)
+    tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)[:max_tiles]
     weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
     start = [max(p.squared_sum(images), 1e-12) for p in probes]
