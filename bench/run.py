@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--tile", type=int, default=0, help="fixative's tile size (0: each encoder's default, as users get)"
     )
+    p.add_argument(
+        "--split-view",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="scan: hold the decoder's graph and the encoder's one after the other (auto: above 2048², as "
+        "protect does)",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads per probe (0 = all cores)")
     p.add_argument(
         "--quick",
@@ -278,6 +285,7 @@ def rate(args: argparse.Namespace, log) -> list[dict]:
                     "method": args.method,
                     "steps": args.rate_steps,
                     "max_tiles": args.max_tiles,
+                    "split_view": {"auto": None, "on": True, "off": False}[args.split_view],
                     "tile": args.tile,
                     "precision": args.precision,
                 }
@@ -287,6 +295,13 @@ def rate(args: argparse.Namespace, log) -> list[dict]:
                     {"encoder": encoder, "size": size, "pixels": size * size, "runner": runner, **out}
                 )
     return rows
+
+
+def _graphs(row: dict) -> str:
+    """How the scan's step held the decoder's and the encoder's graphs (``–`` without a decoder's view)."""
+    if not row.get("view"):
+        return "–"
+    return "one after the other" if row.get("split_view") else "together"
 
 
 def growth(rows: list[dict]) -> dict:
@@ -370,18 +385,21 @@ def markdown(result: dict) -> str:
             "## Seconds per step and peak memory by size",
             "",
             "fixative's step is `default`'s: the latents, and what the model sees where the encoder has a "
-            "decoder (the reference: the latents only).",
+            "decoder (the reference: the latents only); above 2048² the decoder's graph and the encoder's "
+            "are held one after the other (loop.SPLIT_VIEW_PIXELS).",
             "",
-            "| encoder | size | runner | s/step | tiles (timed) | extrapolated | peak RSS MB | load |",
-            "|---|---|---|---|---|---|---|---|",
+            "| encoder | size | runner | s/step | tiles (timed) | extrapolated | view graphs | peak RSS MB "
+            "| load |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
     for r in result["rate"]:
         if "error" in r:
-            lines.append(f"| {r['encoder']} | {r['size']}² | {r['runner']} | error: {r['error']} | | | | |")
+            lines.append(f"| {r['encoder']} | {r['size']}² | {r['runner']} | error: {r['error']} | | | | | |")
             continue
         lines.append(
             f"| {r['encoder']} | {r['size']}² | {r['runner']} | {_fmt(r['seconds_per_step'])} | "
-            f"{r['tiles']} ({r['tiles_timed']}) | {_fmt(r['extrapolated'])} | {_fmt(r['peak_rss_mb'])} | "
+            f"{r['tiles']} ({r['tiles_timed']}) | {_fmt(r['extrapolated'])} | {_graphs(r)} | "
+            f"{_fmt(r['peak_rss_mb'])} | "
             f"{_fmt(r['load'])} |"
         )
     if result["growth"]:

@@ -176,6 +176,30 @@ def test_batched_tiles_give_the_same_gradient(taef2, small_artwork):
         fixative.protect(small_artwork, "edit", models=[taef2], tile_batch=0)
 
 
+def test_the_split_view_gives_the_same_gradient(taef2, small_artwork):
+    """Huge images hold the decoder's graph and the encoder's one after the other (less memory): the same
+    gradient and estimate as both at once, clean and through a purification, in every tile batch."""
+    from dataclasses import replace
+
+    from fixative.optimise import eot, loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork.resize((160, 112))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    problem = loop.prepare(art[None], perceptual_budget(art, 1.0, 12 / 255), [taef2], goal, 96, view_weight=2)
+    assert not problem.split_view  # small: both graphs at once (time wins)
+    split = replace(problem, split_view=True)
+    delta = (torch.rand(art[None].shape, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.02
+    for transform, batch in ((eot.CLEAN, 1), (eot.Draw("jpeg", 70.0), 4)):
+        joint, joint_estimate = loop.gradient(problem, delta, transform, view_weight=2.0, tile_batch=batch)
+        apart, apart_estimate = loop.gradient(split, delta, transform, view_weight=2.0, tile_batch=batch)
+        assert float((joint - apart).abs().max()) < 1e-4 * float(joint.abs().max()), transform
+        assert apart_estimate == joint_estimate
+        view_only = loop.gradient(split, delta, transform, view_weight=2.0, latent_weight=0.0)[0]
+        assert float(view_only.abs().max()) > 0.1 * float(joint.abs().max())  # the view does pull
+
+
 def test_the_latent_weight_scales_the_latent_loss_alone(taef2, small_artwork):
     """``latent_weight`` 0 leaves only what the model sees (the decoded share's ceiling, bench.efficacy
     --preset); with the view off too nothing pulls at all."""

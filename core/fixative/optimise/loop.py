@@ -32,6 +32,11 @@ CancelFn = Callable[[], bool]
 # Share of pixels moved per step on the file's grid (Descent.descend_on_grid): on the Great Wave's edit
 # shield at 256² 30 % gained more per pass than 5 % or 15 %; every pixel at once lowered the strength.
 GRID_SHARE = 0.3
+# Above this many pixels the decoder's graph and the encoder's are held one after the other, not together
+# (``gradient``): in the 4096² scan the SD-sized VAE's step peaked at 3.97 GB instead of 4.56 GB (+14 %
+# time per step: one more encoder pass without a graph), taef2's at 2.98 GB instead of 3.08 GB (+8 %);
+# docs/speed.md. Below it the image's own buffers leave room for both graphs, and time wins.
+SPLIT_VIEW_PIXELS = 2048 * 2048
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Problem:
     start: list[float]  # summed squared distance original -> target, per encoder
     view_start: list[float | None] = field(default_factory=list)  # the same for what the model sees
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
+    split_view: bool = False  # hold the decoder's graph and the encoder's one after the other (less memory)
 
 
 def _channels_last(encoder) -> bool:
@@ -102,10 +108,12 @@ def prepare(
     tile: int,
     view_weight: float = 0.0,
     max_tiles: int | None = None,
+    split_view: bool | None = None,
 ) -> Problem:
     """Tiles, blend weights and a strength probe per encoder for ``images`` (1, 3, H, W); with
     ``view_weight``, also what each encoder that has a decoder sees of the target. ``max_tiles`` keeps only
-    the first tiles (the benchmarks time a step on a few tiles of a huge image and scale it by the count)."""
+    the first tiles (the benchmarks time a step on a few tiles of a huge image and scale it by the count).
+    ``split_view``: default above ``SPLIT_VIEW_PIXELS``."""
     layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
     tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)[:max_tiles]
@@ -113,7 +121,9 @@ def prepare(
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
     start = [max(p.squared_sum(images), 1e-12) for p in probes]
     view_start = [view_distance(p, images) if view_weight > 0 and p.sees else None for p in probes]
-    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts)
+    if split_view is None:
+        split_view = h * w > SPLIT_VIEW_PIXELS
+    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
 
 
 def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
@@ -148,7 +158,9 @@ def gradient(
     The loss pulls each encoder's latents toward the target's and, with ``view_weight``, what its decoder
     makes of them toward its picture of the target: latent directions the decoder ignores then count for
     nothing, so what the model sees moves too. ``tile_batch`` same-sized tiles go through the encoders as
-    one batch (a GPU's work per call; on a CPU one at a time keeps memory at one tile)."""
+    one batch (a GPU's work per call; on a CPU one at a time keeps memory at one tile). With
+    ``problem.split_view`` the same gradient comes from two graphs held one after the other
+    (``_pull_of_the_view``)."""
     grad = torch.zeros_like(delta)
     norm = torch.zeros_like(problem.images[:, :1])
     sq = [0.0] * len(problem.probes)
@@ -163,15 +175,20 @@ def gradient(
         loss = x.new_zeros(())
         for e, probe in enumerate(problem.probes):
             fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
+            sees = view_weight > 0 and problem.view_start[e] is not None
+            pictures = torch.cat([probe.target_view()[k] for k in batch]) if sees else None
+            pull = None
+            if sees and problem.split_view:
+                pull = _pull_of_the_view(probe.encoder, fed, pictures, view_weight / problem.view_start[e])
             latents = probe.encoder(fed)
             target = torch.cat([probe.target[k] for k in batch])
             term = (latents - target).pow(2).sum()
             sq[e] += float(term.detach())
             loss = loss + latent_weight * term / problem.start[e]
-            if view_weight > 0 and problem.view_start[e] is not None:
-                seen_by_model = probe.encoder.decode(latents)
-                pictures = torch.cat([probe.target_view()[k] for k in batch])
-                view = (seen_by_model - pictures).pow(2).sum()
+            if pull is not None:  # the view's gradient, chained through the encoder's graph
+                loss = loss + (latents * pull).sum()
+            elif sees:
+                view = (probe.encoder.decode(latents) - pictures).pow(2).sum()
                 loss = loss + view_weight * view / problem.view_start[e]
         if lpips_weight > 0:
             dist = lpips_distance(x, original, per_image=True)
@@ -182,6 +199,16 @@ def gradient(
             t.crop(grad).add_(d.grad[j : j + 1] * problem.weights[k])
             t.crop(norm).add_(problem.weights[k])
     return grad / norm.clamp_min(1e-8), [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
+
+
+def _pull_of_the_view(encoder, fed: torch.Tensor, pictures: torch.Tensor, weight: float) -> torch.Tensor:
+    """The view loss's gradient with respect to the latents, with the decoder's graph freed before the
+    encoder's is built: the latents once without a graph, the decoder's pass and backward on them."""
+    with torch.no_grad():
+        latents = encoder(fed)
+    latents.requires_grad_(True)
+    (weight * (encoder.decode(latents) - pictures).pow(2).sum()).backward()
+    return latents.grad
 
 
 @dataclass
