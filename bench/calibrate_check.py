@@ -71,7 +71,7 @@ def main(argv=None) -> int:
                         "protection": result.save(folder / "protected.png", overwrite=True),
                         "clean + metadata": save(art, artwork, folder / "clean.png", result.metadata),
                         "noise + metadata": save(
-                            (matched_noise(art, result.rgb, 1) * 255).round() / 255,
+                            matched_noise(art, result.rgb, 1, levels=255),
                             artwork,
                             folder / "noise.png",
                             result.metadata,

@@ -97,7 +97,7 @@ def measure(art, protected, recorded: dict, method: str, anchor, encoders: dict,
     goal = rebuild_target(recorded, request, hooks())
     if goal is None:
         raise RuntimeError(f"cannot rebuild the recorded target {recorded}")
-    noise = (matched_noise(art, protected, seed=1) * 255).round() / 255
+    noise = matched_noise(art, protected, seed=1, levels=255)
     probe = StrengthProbe.build(encoders["taef2"], goal, art)
     strength, noise_strength = probe.strength(protected, art)[0], probe.strength(noise, art)[0]
     share, noise_share = probe.decoded_share(protected, art), probe.decoded_share(noise, art)

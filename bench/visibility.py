@@ -114,7 +114,7 @@ def measure(art, protected, method: str, anchor, encoder) -> dict:
 
     request = TargetRequest(method, art, image=anchor if method == "concept" else None, seed=0)
     probe = StrengthProbe.build(encoder, make_target(request, hooks()), art)
-    noise = (matched_noise(art, protected, seed=1) * 255).round() / 255
+    noise = matched_noise(art, protected, seed=1, levels=255)
     seen = perceptual(art, protected)
     strength, noise_strength = probe.strength(protected, art)[0], probe.strength(noise, art)[0]
     seen_share = probe.decoded_share(protected, art)  # what the model sees (None without a decoder)

@@ -507,7 +507,7 @@ def test_verdicts_of_genuine_copied_and_noisy_files(method, tmp_path, small_artw
     copied = save_image(image, art, tmp_path / "copied.png", result.metadata)
     from fixative.checks.null import matched_noise
 
-    noise_rgb = (matched_noise(art.rgb, result.rgb, seed=5) * 255).round() / 255
+    noise_rgb = matched_noise(art.rgb, result.rgb, seed=5, levels=255)
     noise_pil = Image.fromarray((noise_rgb.permute(1, 2, 0).numpy() * 255).round().astype("uint8"), "RGB")
     noisy = save_image(noise_pil, art, tmp_path / "noisy.png", result.metadata)
     cheap = dict(
@@ -545,3 +545,20 @@ def test_figures_near_zero_print_without_a_sign():
 
     assert _fmt(-0.001) == _num(-0.004) == "0.00"
     assert _fmt(-0.02) == _num(-0.02) == "-0.02"
+
+
+def test_matched_noise_keeps_every_pixels_change_and_draws_its_signs_from_the_seed():
+    """The null: the protection's own |change| at every pixel with a seeded random sign, clamped, and on
+    the file's grid when asked (built in place from 8-bit signs, the same draws as int64 ones)."""
+    from fixative.checks.null import matched_noise
+
+    g = torch.Generator().manual_seed(3)
+    original = torch.rand(3, 40, 56, generator=g)
+    protected = (original + (torch.rand(3, 40, 56, generator=g) - 0.5) * 0.1).clamp(0, 1)
+    noise = matched_noise(original, protected, seed=7)
+    signs = torch.randint(0, 2, original.shape, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    expected = (original + signs * (protected - original).abs()).clamp(0, 1)
+    assert torch.equal(noise, expected)
+    assert not torch.equal(noise, matched_noise(original, protected, seed=8))
+    assert torch.equal(matched_noise(original, protected, seed=7, levels=255), (expected * 255).round() / 255)
+    assert torch.equal(original, torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(3)))

@@ -418,3 +418,21 @@ def test_a_weak_protection_says_so_at_once(taef2, small_artwork):
     strong = fixative.protect(small_artwork, "edit", models=[taef2], steps=6, quality="fast")
     assert strong.report.strength >= PROTECTED_STRENGTH
     assert not [n for n in strong.report.notes if n.startswith("weak:")]
+
+
+def test_the_decoders_pictures_are_kept_exactly_in_the_encoders_precision(taef2_path, small_artwork):
+    """What the model sees is stored in the encoder's precision (half the memory in bf16) and holds the
+    very values the decoder gave: its output carries no more."""
+    from fixative.features import StrengthProbe
+    from fixative.models import load_encoders
+    from fixative.plugins import hooks
+    from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork.resize((96, 64))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    encoder = load_encoders([str(taef2_path)], hooks(), device="cpu", dtype=torch.bfloat16)[0]
+    probe = StrengthProbe.build(encoder, goal, art, 96)
+    kept = probe.target_view()
+    assert all(p.dtype == torch.bfloat16 for p in kept)
+    exact = [encoder.decode(z) for z in probe.target]
+    assert all(torch.equal(p.float(), e) for p, e in zip(kept, exact, strict=True))

@@ -124,7 +124,7 @@ def run_check(
     probes = [features.StrengthProbe.build(e, goal, reference, tile) for e in primary] if goal else []
     found = detect(given, probes, primary[0].device, tile) if probes and not given.exact else None  # 4
     p, o = given.art.rgb, original_or_estimate(given, probes)
-    noise = (matched_noise(o, p, seed=1) * 255).round() / 255 if given.exact else None  # the null
+    noise = matched_noise(o, p, seed=1, levels=255) if given.exact else None  # the null
     rows = strength_rows(primary, probes, p, o, noise, given, tile)  # 5
     strength = min((r.strength for r in rows if r.strength is not None), default=None)
     purified = robustness(probes, p, o, chosen, strength, notes, noise, doing) if probes else []  # 6

@@ -109,6 +109,7 @@ def protect(
     )  # fmt: skip
     pil, protected = quantise(work, optimised.delta, budget, optimised.gradient)  # 7
     optimised.gradient = None  # only the rounding needs it: 200 MB at 4096², freed before the measuring
+    del budget  # so is the budget's per-pixel limit (another 200 MB)
     report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
     report.transfer = transfer(work.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9
@@ -207,8 +208,7 @@ def quantise(
 
 def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list:
     """Per encoder: strength and what the model sees (decoded share), each beside matched noise."""
-    noise = matched_noise(original, protected, seed=1)
-    noise = (noise * 255).round() / 255  # on the 8-bit grid, as a file of it would be
+    noise = matched_noise(original, protected, seed=1, levels=255)  # as an 8-bit file of it would be
     return [
         strength_row(StrengthProbe.build(e, goal, original, tile), original, protected, noise)
         for e in encoders

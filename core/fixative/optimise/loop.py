@@ -128,10 +128,8 @@ def prepare(
 
 def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
     """Summed squared distance of what the model sees of ``images`` to its picture of the target."""
-    seen = probe.view(images)
-    return max(
-        sum(float((a - b).pow(2).sum()) for a, b in zip(seen, probe.target_view(), strict=True)), 1e-12
-    )
+    pairs = zip(probe.view(images), probe.target_view(), strict=True)
+    return max(sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs), 1e-12)
 
 
 def tile_batches(tile_list: list[Tile], size: int) -> list[list[int]]:
@@ -198,7 +196,8 @@ def gradient(
         for j, (t, k) in enumerate(zip(chosen, batch, strict=True)):
             t.crop(grad).add_(d.grad[j : j + 1] * problem.weights[k])
             t.crop(norm).add_(problem.weights[k])
-    return grad / norm.clamp_min(1e-8), [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
+    grad.div_(norm.clamp_min_(1e-8))  # in place: at 4096² each whole-image buffer is 201 MB
+    return grad, [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
 
 
 def _pull_of_the_view(encoder, fed: torch.Tensor, pictures: torch.Tensor, weight: float) -> torch.Tensor:
@@ -401,7 +400,7 @@ class Descent:
     def gradient(self, delta, drawn, cancel) -> tuple[torch.Tensor, float]:
         """Summed gradient over the drawn purifications (one clean pass when none), and the strength
         estimate of the first pass (exact on a clean step, so early stop can trust it)."""
-        grad, estimate = torch.zeros_like(delta), None
+        grad, estimate = None, None
         for transform in drawn or [eot.CLEAN]:
             g, strengths = gradient(
                 self.problem,
@@ -413,6 +412,6 @@ class Descent:
                 tile_batch=self.tile_batch,
                 latent_weight=self.quality.latent_weight,
             )
-            grad += g
+            grad = g if grad is None else grad.add_(g)  # no zero buffer: one pass is most steps
             estimate = min(strengths) if estimate is None else estimate
         return grad, float(estimate)

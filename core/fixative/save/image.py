@@ -23,13 +23,13 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".ti
 def to_pil(artwork: Artwork, rgb: torch.Tensor) -> Image.Image:
     """The protected pixels (already on the file's grid, see ``PerceptualBudget.quantise``) in the original
     mode (alpha re-attached untouched)."""
-    rgb = rgb.detach().float().cpu().clamp(0, 1)
     if artwork.bits == 16:
         scale, dtype = 65535.0, np.uint16
     else:
         scale, dtype = 255.0, np.uint8
-    values = (rgb * scale).round()
-    array = values.clamp(0, scale).permute(1, 2, 0).numpy().astype(dtype)
+    # one float copy, scaled and rounded in place (a 4096² float image is 201 MB)
+    values = rgb.detach().float().cpu().clamp(0, 1).mul_(scale).round_()
+    array = values.permute(1, 2, 0).numpy().astype(dtype)
     if artwork.grey:
         grey = array.astype(np.float64).mean(axis=2).round().astype(dtype)
         if artwork.bits == 16:
