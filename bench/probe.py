@@ -181,7 +181,14 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
 
 
 def sampled_problem(
-    x, budget, encoder, goal, tile: int, max_tiles: int | None, view_weight: float = 0.0, split_view=None
+    x,
+    budget,
+    encoder,
+    goal,
+    tile: int,
+    max_tiles: int | None,
+    view_weight: float = 0.0,
+    split_view: bool | None = None,
 ):
     """fixative's optimisation problem for ``x`` (``loop.prepare``), keeping only the first ``max_tiles``
     tiles: a step on a few tiles of a huge image is timed and extrapolated, with the image-sized buffers

@@ -107,7 +107,8 @@ def wrap(vae, family: str, name: str, source: str, with_decoder: bool = True) ->
     decode = KLDecode(vae, scaling, shift) if with_decoder else None
     # Full VAEs keep 128-512 channels at high resolution: 288-px tiles kept a 4096² image's latent-only step
     # under 4 GB (3.5 GB measured) and still cover a 512² image with 2 x 2 tiles (256 px: 3 x 3, +40 % time).
-    # With the decoder in the step (the view loss) the SD-sized scan is 4.18 GB at 4096² (docs/speed.md).
+    # With the decoder in the step (the view loss) the SD-sized 4096² scan peaks at 3.97 GB, its graphs held
+    # one after the other above 2048² (optimise.loop.SPLIT_VIEW_PIXELS; docs/speed.md).
     return Encoder(
         name,
         family,
