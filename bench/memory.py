@@ -7,8 +7,10 @@
 The speed scan (``bench.run --sizes``) times optimiser steps on a few tiles; this runs everything else too
 (load, budget, target, the steps, rounding to the file's grid, the report's measurements, transfer, save)
 in a fresh process and reads its peak resident set size. Peak memory does not grow with the number of
-steps (each step frees what it took), so one step stands for a whole run at a fraction of the time
-(about 10 minutes at 4096² on a 2-core CPU). Exit status 1 when the peak is over ``--limit-gb``.
+steps (each step frees what it took, the last step's gradient included: a test pins it; until 2026-12-05
+it did not, and a one-step run understated a long one), so one step stands for a whole run at a fraction
+of the time (about 10 minutes at 4096² on a 2-core CPU). Exit status 1 when the peak is over
+``--limit-gb``.
 """
 
 from __future__ import annotations

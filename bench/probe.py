@@ -145,12 +145,10 @@ def rate(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
         result = pgd(art, encoder, target, budget, steps=steps + 1)
         per_step = statistics.median(result.step_seconds[1:])  # the first step pays one-off warm-up
         return {"seconds_per_step": per_step, "tiles": 1, "tiles_timed": 1, "extrapolated": False}
-    from fixative.optimise.allocator import reuse_freed_memory
-
     x = art[None]
     timings = []
     view_weight = quality("default").view_weight
-    with reuse_freed_memory():  # as fixative's run() does on a CPU
+    with loop.reuse_freed_memory_for(x):  # as fixative's run() does on a CPU
         problem = sampled_problem(
             x,
             budget,

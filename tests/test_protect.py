@@ -200,6 +200,50 @@ def test_the_split_view_gives_the_same_gradient(taef2, small_artwork):
         assert float(view_only.abs().max()) > 0.1 * float(joint.abs().max())  # the view does pull
 
 
+def test_blend_weights_add_up_to_one_where_tiles_overlap():
+    """The tiles' gradients blend by plain addition (no image-sized normaliser): their weights sum to 1 on
+    every pixel, and a tile's weight fades where it shares pixels with a neighbour."""
+    from fixative.features import tiles
+    from fixative.optimise import loop
+
+    tile_list = tiles(200, 150, 96, 32)
+    total = torch.zeros(1, 1, 200, 150)
+    for t, w in zip(tile_list, loop.blend_weights(tile_list, 200, 150, "cpu"), strict=True):
+        t.crop(total).add_(w)
+    assert len(tile_list) > 4 and torch.allclose(total, torch.ones_like(total), atol=1e-6)
+    first = loop.blend_weights(tile_list, 200, 150, "cpu")[0]
+    assert float(first[0, 0, 0]) == pytest.approx(1.0) and float(first[0, -1, -1]) < 0.5
+
+
+def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
+    """Each step's gradient (an image-sized buffer: 201 MB at 4096²) is freed before the next step's passes
+    build theirs, so a long run peaks no higher than its first step (bench.memory times one step)."""
+    import weakref
+    from dataclasses import replace
+
+    from fixative.optimise import loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.presets import quality
+    from fixative.targets import TargetRequest, make_target
+
+    alive_when_called: list[int] = []
+    given: list[weakref.ref] = []
+    passes = loop.Descent.gradient
+
+    def spy(self, delta, drawn, cancel):
+        alive_when_called.append(sum(ref() is not None for ref in given))
+        grad, estimate = passes(self, delta, drawn, cancel)
+        given.append(weakref.ref(grad))
+        return grad, estimate
+
+    monkeypatch.setattr(loop.Descent, "gradient", spy)
+    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    effort = replace(quality("default"), steps=5, eot_start=2, early_stop=1.0)  # clean, clean, purified...
+    loop.run(art, [taef2], goal, perceptual_budget(art, 1.0, 12 / 255), effort, tile=96)
+    assert alive_when_called == [0] * 6  # five steps, then a clean pass after the purified last one
+
+
 def test_the_latent_weight_scales_the_latent_loss_alone(taef2, small_artwork):
     """``latent_weight`` 0 leaves only what the model sees (the decoded share's ceiling, bench.efficacy
     --preset); with the view off too nothing pulls at all."""
@@ -364,7 +408,7 @@ def test_freed_memory_is_reused_during_a_run_and_handed_back_after(monkeypatch):
     with allocator.reuse_freed_memory() as outer:
         with allocator.reuse_freed_memory() as inner:
             assert outer and inner
-            assert ("mallopt", allocator._M_MMAP_THRESHOLD, allocator._KEEP_BELOW) in calls
+            assert ("mallopt", allocator._M_MMAP_THRESHOLD, allocator.KEEP_BELOW) in calls
             assert not any(c[0] == "trim" for c in calls)
         assert not any(c[0] == "trim" for c in calls)  # the outer run still needs its memory
     assert calls[-1] == ("trim", 0)
@@ -380,13 +424,18 @@ def test_run_on_cpu_keeps_freed_memory(monkeypatch, taef2, small_artwork):
     seen = []
     real = allocator.reuse_freed_memory
 
-    def spy(enabled=True):
-        seen.append(enabled)
-        return real(enabled)
+    def spy(enabled=True, keep_below=allocator.KEEP_BELOW):
+        seen.append((enabled, keep_below))
+        return real(enabled, keep_below)
 
     monkeypatch.setattr("fixative.optimise.loop.reuse_freed_memory", spy)
     fixative.protect(small_artwork, models=taef2, quality="fast", steps=1)
-    assert seen == [True]
+    assert seen == [(True, allocator.KEEP_BELOW)]
+    huge = torch.zeros(1, 3, 2049, 2048)  # above loop.SPLIT_VIEW_PIXELS: memory binds, smaller blocks kept
+    from fixative.optimise.loop import reuse_freed_memory_for
+
+    with reuse_freed_memory_for(huge):
+        assert seen[-1] == (True, allocator.HUGE_KEEP_BELOW) < seen[0]
 
 
 def test_fewer_steps_keep_the_default_hardening_share(monkeypatch, taef2, small_artwork):

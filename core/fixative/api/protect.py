@@ -107,9 +107,10 @@ def protect(
         lpips_weight=weight, lpips_budget=preset.lpips_budget, tile=tile, progress=progress, cancel=cancel,
         tile_batch=opts.tile_batch, levels=grid_levels(work),
     )  # fmt: skip
-    pil, protected = quantise(work, optimised.delta, budget, optimised.gradient)  # 7
-    optimised.gradient = None  # only the rounding needs it: 200 MB at 4096², freed before the measuring
-    del budget  # so is the budget's per-pixel limit (another 200 MB)
+    change, gradient = optimised.delta, optimised.gradient
+    optimised.delta = optimised.gradient = None  # the rounding is their last use: 201 MB each at 4096²
+    pil, protected = quantise(work, change, budget, gradient)  # 7
+    del change, gradient, budget  # freed before the measuring (the budget's limit: another 201 MB)
     report = make_report(work, protected, encoders, goal, opts, preset, optimised, tile, started)  # 8
     report.budget["masked"] = user_mask is not None
     report.transfer = transfer(work.rgb, protected, encoders, goal, opts, tile, report.notes)  # 9

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import kornia
 import torch
 
-from ..optimise.budget import jnd_map, row_strips, to_ycc
+from ..optimise.budget import jnd_map, local_std, row_strips, to_ycc
 
 FLAT_SHARE = 0.15
 WINDOW = 7
@@ -22,10 +22,7 @@ WINDOW = 7
 
 def local_contrast(rgb: torch.Tensor, window: int = WINDOW) -> torch.Tensor:
     """(H, W): the standard deviation of luminance around each pixel."""
-    luma = kornia.color.rgb_to_ycbcr(rgb[None].float())[:, :1]
-    mean = kornia.filters.box_blur(luma, (window, window), border_type="reflect")
-    square = kornia.filters.box_blur(luma * luma, (window, window), border_type="reflect")
-    return (square - mean * mean).clamp_min(0).sqrt()[0, 0]
+    return local_std(kornia.color.rgb_to_y(rgb[None].float()), window)[0, 0]
 
 
 @torch.no_grad()
@@ -33,7 +30,8 @@ def flat_rms_255(original: torch.Tensor, protected: torch.Tensor, share: float =
     contrast = local_contrast(original).flatten()
     count = max(1, int(share * contrast.numel()))
     flattest = torch.argsort(contrast)[:count]
-    change = (protected.float() - original.float()).reshape(3, -1)[:, flattest]
+    del contrast
+    change = protected.reshape(3, -1)[:, flattest].float() - original.reshape(3, -1)[:, flattest].float()
     return float(change.pow(2).mean().sqrt()) * 255
 
 

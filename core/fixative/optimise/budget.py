@@ -147,12 +147,10 @@ def jnd_map(
     strips of rows with a ``halo``, the same values as on the whole image; at 4096² its dozen full-size
     buffers had put a protect's peak over 4 GB. Only the edges and one quantile look at the whole image."""
     model = model or MODEL
-    luma = kornia.color.rgb_to_ycbcr(rgb[None].float())[:, :1]
+    luma = kornia.color.rgb_to_y(rgb[None].float())  # Y alone: a slice of YCbCr kept all three alive
     edges = edge_map(luma, strip, halo)
     strips = list(row_strips(luma.shape[-2], strip, halo))
-    contrast = torch.cat(
-        [_local_std(luma[..., window, :] * 255, 7)[..., keep, :] for _, window, keep in strips], -2
-    )
+    contrast = local_std(luma, 7, strip, scale=255)
     floor = _quantile(contrast, model.flat_share)
     out = torch.empty((3, *luma.shape[-2:]), dtype=luma.dtype, device=luma.device)
     for span, window, keep in strips:
@@ -188,10 +186,19 @@ def row_strips(height: int, strip: int, halo: int):
         yield slice(top, bottom), slice(first, min(height, bottom + halo)), slice(top - first, bottom - first)
 
 
-def _local_std(x: torch.Tensor, window: int) -> torch.Tensor:
-    mean = kornia.filters.box_blur(x, (window, window), border_type="reflect")
-    square = kornia.filters.box_blur(x * x, (window, window), border_type="reflect")
-    return (square - mean * mean).clamp_min(0).sqrt()
+def local_std(luma: torch.Tensor, window: int = 7, strip: int = 512, scale: float = 1.0) -> torch.Tensor:
+    """(1, 1, H, W): the standard deviation of ``scale`` x ``luma`` (1, 1, H, W) over ``window`` x ``window``
+    pixels (reflected at the borders): local contrast, where a change hides. In strips of rows, without the
+    whole image's full-size temporaries: the same values to float rounding (the pooling sums of a strip's
+    first rows may add in another order: within 1e-5 of the whole image's at 0..1). ``jnd_map`` has always
+    used these strips, so budgets are unchanged."""
+    out = torch.empty_like(luma)
+    for span, rows, keep in row_strips(luma.shape[-2], strip, window + 1):
+        x = luma[..., rows, :] * scale
+        mean = kornia.filters.box_blur(x, (window, window), border_type="reflect")
+        square = kornia.filters.box_blur(x * x, (window, window), border_type="reflect")
+        out[..., span, :] = (square - mean * mean).clamp_min(0).sqrt()[..., keep, :]
+    return out
 
 
 @dataclass

@@ -20,7 +20,7 @@ from ..errors import BadParameterError, Cancelled
 from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, StrengthProbe, Tile, tile_weight, tiles
 from ..presets import Quality
 from . import eot
-from .allocator import reuse_freed_memory
+from .allocator import HUGE_KEEP_BELOW, KEEP_BELOW, reuse_freed_memory
 from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance
 from .start import starting_point
 
@@ -41,7 +41,7 @@ SPLIT_VIEW_PIXELS = 2048 * 2048
 
 @dataclass
 class OptimiseResult:
-    delta: torch.Tensor  # (3, H, W) on CPU, inside the budget
+    delta: torch.Tensor | None  # (3, H, W) on CPU, inside the budget (None once protect has written it)
     steps: int
     seconds: float
     stopped_early: bool
@@ -61,7 +61,7 @@ class Problem:
     images: torch.Tensor  # (1, 3, H, W)
     budget: PerceptualBudget
     tiles: list[Tile]
-    weights: list[torch.Tensor]
+    weights: list[torch.Tensor]  # per tile, its blend ramp divided by the ramps' sum: they add up to 1
     probes: list[StrengthProbe]  # per encoder: target features of every tile
     start: list[float]  # summed squared distance original -> target, per encoder
     view_start: list[float | None] = field(default_factory=list)  # the same for what the model sees
@@ -82,6 +82,14 @@ def _channels_last(encoder) -> bool:
         return False
     encoder.to(memory_format=torch.channels_last)
     return True
+
+
+def reuse_freed_memory_for(images: torch.Tensor, enabled: bool = True):
+    """``allocator.reuse_freed_memory`` sized for ``images``: above ``SPLIT_VIEW_PIXELS``, where memory
+    binds and not time, only blocks up to ``HUGE_KEEP_BELOW`` stay mapped (the SD-sized VAE's 4096² step
+    3.55 GB instead of 3.94 GB, for 11 % more time; allocator.py has the figures)."""
+    huge = images.shape[-2] * images.shape[-1] > SPLIT_VIEW_PIXELS
+    return reuse_freed_memory(enabled, HUGE_KEEP_BELOW if huge else KEEP_BELOW)
 
 
 def balanced_tile(height: int, width: int, tile: int, overlap: int = DEFAULT_OVERLAP, align: int = 16) -> int:
@@ -117,13 +125,23 @@ def prepare(
     layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
     tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)[:max_tiles]
-    weights = [tile_weight(t, h, w, DEFAULT_OVERLAP, images.device) for t in tile_list]
+    weights = blend_weights(tile_list, h, w, images.device)
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
     start = [max(p.squared_sum(images), 1e-12) for p in probes]
     view_start = [view_distance(p, images) if view_weight > 0 and p.sees else None for p in probes]
     if split_view is None:
         split_view = h * w > SPLIT_VIEW_PIXELS
     return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
+
+
+def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> list[torch.Tensor]:
+    """Each tile's ramp (``tile_weight``) divided by the sum of the ramps over it, so the tiles' gradients
+    blend by plain addition: no image-sized normaliser each pass (67 MB at 4096²), no division."""
+    ramps = [tile_weight(t, height, width, DEFAULT_OVERLAP, device) for t in tile_list]
+    total = torch.zeros((1, 1, height, width), device=device)
+    for t, ramp in zip(tile_list, ramps, strict=True):
+        t.crop(total).add_(ramp)
+    return [ramp / t.crop(total)[0].clamp_min(1e-8) for t, ramp in zip(tile_list, ramps, strict=True)]
 
 
 def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
@@ -160,7 +178,6 @@ def gradient(
     ``problem.split_view`` the same gradient comes from two graphs held one after the other
     (``_pull_of_the_view``)."""
     grad = torch.zeros_like(delta)
-    norm = torch.zeros_like(problem.images[:, :1])
     sq = [0.0] * len(problem.probes)
     for batch in tile_batches(problem.tiles, tile_batch):
         if cancel is not None and cancel():
@@ -195,8 +212,6 @@ def gradient(
         loss.backward()
         for j, (t, k) in enumerate(zip(chosen, batch, strict=True)):
             t.crop(grad).add_(d.grad[j : j + 1] * problem.weights[k])
-            t.crop(norm).add_(problem.weights[k])
-    grad.div_(norm.clamp_min_(1e-8))  # in place: at 4096² each whole-image buffer is 201 MB
     return grad, [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
 
 
@@ -271,7 +286,7 @@ def run(
     budget = budget.to(device)
     generator = torch.Generator().manual_seed(seed)
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
-    with reuse_freed_memory(device.type == "cpu"):
+    with reuse_freed_memory_for(x, device.type == "cpu"):
         begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
         delta, source = begin.delta, begin.source
         del begin  # its change would outlive the first step: 201 MB at 4096² through the whole run
@@ -338,6 +353,7 @@ class Descent:
             purifies = self.schedule.purifies(i)
             drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
+            self.clean_gradient = None  # the last step's gradient must not outlive it: 201 MB at 4096²
             grad, estimate = self.gradient(delta, drawn, cancel)
             self.clean_gradient = None if drawn else grad
             self.history.append(estimate)
@@ -346,6 +362,7 @@ class Descent:
                 reached = self.strength(written)
                 if reached >= stop:  # the file, not only the float perturbation
                     return written, True
+                del written  # not held through the next step's passes
                 # the file fell short by this much: look again once the float estimate has made it up
                 rounding_loss = max(0.0, estimate - reached)
             with torch.no_grad():
@@ -354,7 +371,8 @@ class Descent:
                     # Momentum on the mean-normalised gradient (MI-FGSM), in YCbCr: steadier signs, so the
                     # decaying steps keep refining instead of oscillating (~2x fewer steps to a strength).
                     ycc = gradient_in_ycc(grad)
-                    velocity.mul_(self.quality.momentum).add_(ycc / ycc.abs().mean().clamp_min(1e-20))
+                    velocity.mul_(self.quality.momentum).add_(ycc.div_(ycc.abs().mean().clamp_min(1e-20)))
+                    del ycc
                     delta = budget.project(budget.step(delta, velocity, share), x)
                 else:  # Adam steps its own parameter tensor in place: keep that very tensor
                     for group in adam.param_groups:
@@ -362,6 +380,7 @@ class Descent:
                     delta.grad = grad
                     adam.step()
                     delta.copy_(budget.project(delta, x))
+            del grad  # (kept as clean_gradient when clean) not held through the next step's passes
             if progress is not None:
                 progress(i + 1, self.quality.steps, {"phase": "optimise", "strength": estimate})
         return delta, False
