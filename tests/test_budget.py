@@ -202,6 +202,22 @@ def test_visibility_figures_can_fail():
     assert visibility.ms_ssim(torch.rand(3, 200, 200), torch.rand(3, 200, 200)) < 0.5
 
 
+def test_jnd_exceed_share_in_strips_counts_what_the_whole_image_does():
+    """The strips of rows compare every pixel once: the same share as the whole-image comparison, and it
+    moves with the change (a share of 0 and of 1 are both reachable)."""
+    generator = torch.Generator().manual_seed(3)
+    art = torch.nn.functional.interpolate(torch.rand(1, 3, 20, 26, generator=generator), size=(150, 190))[0]
+    change = (torch.rand(3, 150, 190, generator=generator) - 0.5) * 6 / 255
+    protected = (art + change * (torch.arange(150) > 70).view(1, -1, 1)).clamp(0, 1)
+    ycc = to_ycc(protected - art)
+    whole = int((ycc.abs() > jnd_map(art) + 1e-6).any(dim=0).sum()) / (150 * 190)
+    assert 0.05 < whole < 0.6
+    for strip in (17, 64, 512):
+        assert visibility.jnd_exceed_share(art, protected, strip=strip) == whole
+    assert visibility.jnd_exceed_share(art, art, strip=17) == 0.0
+    assert visibility.jnd_exceed_share(art, 1 - art, strip=17) == 1.0
+
+
 def test_ms_ssim_is_one_for_identical_images_and_falls_with_noise():
     image = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24), size=(192, 192), mode="bilinear")[0]
     assert visibility.ms_ssim(image, image) == pytest.approx(1.0, abs=1e-6)
