@@ -244,6 +244,39 @@ def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
     assert alive_when_called == [0] * 6  # five steps, then a clean pass after the purified last one
 
 
+def test_the_starting_change_is_let_go_after_the_first_step(taef2, small_artwork, monkeypatch):
+    """The first perturbation (image-sized: 201 MB at 4096²) is gone once the first step has moved away
+    from it: nothing but the optimiser's own variable may hold it through the later steps' passes."""
+    import weakref
+    from dataclasses import replace
+
+    from fixative.optimise import loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.presets import quality
+    from fixative.targets import TargetRequest, make_target
+
+    begun: list[weakref.ref] = []
+    alive_when_called: list[bool] = []
+    first, passes = loop.starting_point, loop.Descent.gradient
+
+    def remembered(*args, **kwargs):
+        start = first(*args, **kwargs)
+        begun.append(weakref.ref(start.delta))
+        return start
+
+    def spy(self, delta, drawn, cancel):
+        alive_when_called.append(begun[0]() is not None)
+        return passes(self, delta, drawn, cancel)
+
+    monkeypatch.setattr(loop, "starting_point", remembered)
+    monkeypatch.setattr(loop.Descent, "gradient", spy)
+    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    effort = replace(quality("default"), steps=3, eot_start=3, early_stop=1.0)
+    loop.run(art, [taef2], goal, perceptual_budget(art, 1.0, 12 / 255), effort, tile=96)
+    assert alive_when_called == [True, False, False]
+
+
 def test_the_latent_weight_scales_the_latent_loss_alone(taef2, small_artwork):
     """``latent_weight`` 0 leaves only what the model sees (the decoded share's ceiling, bench.efficacy
     --preset); with the view off too nothing pulls at all."""

@@ -22,7 +22,7 @@ from ..presets import Quality
 from . import eot
 from .allocator import HUGE_KEEP_BELOW, KEEP_BELOW, reuse_freed_memory
 from .budget import PerceptualBudget, gradient_in_ycc, lpips_distance
-from .start import starting_point
+from .start import Start, starting_point
 
 ProgressFn = Callable[[int, int, dict], None]
 # Tiles per encoder call off the CPU: a GPU runs a batch of tiles in about the time of one. Not yet
@@ -288,14 +288,11 @@ def run(
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
     with reuse_freed_memory_for(x, device.type == "cpu"):
         begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
-        delta, source = begin.delta, begin.source
-        del begin  # its change would outlive the first step: 201 MB at 4096² through the whole run
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
         batch = tile_batch or (1 if device.type == "cpu" else GPU_TILE_BATCH)
         descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch, levels)
-        delta, early = descent.run(
-            delta, quality.early_stop if stop_at is None else stop_at, progress, cancel
-        )
+        stop = quality.early_stop if stop_at is None else stop_at
+        delta, early = descent.run(begin, stop, progress, cancel)  # takes begin's change
         # Which way each pixel's rounding to the file's grid costs least (an early stop returns the file's
         # own change, already on the grid: nothing left to round). After a clean last step its gradient,
         # one small step old, serves: measured on three artworks (`fast`, 256²) within 0.002 of a fresh
@@ -312,7 +309,7 @@ def run(
         stopped_early=early,
         history=descent.history,
         draws=descent.draws,
-        start=source,
+        start=begin.source,
         gradient=None if final is None else final.detach()[0].cpu(),
     )
 
@@ -342,8 +339,11 @@ class Descent:
         purifying = sum(self.schedule.purifies(i) for i in range(quality.steps))
         self.plan = eot.plan(generator, purifying * quality.eot_samples)  # drawn ahead, stratified
 
-    def run(self, delta: torch.Tensor, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
+    def run(self, start: Start, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
+        """The steps from ``start``, whose change is taken out of it: held by the caller too, it lived
+        through the whole run (201 MB at 4096², the 4th image-sized buffer of an SD-sized run's peak)."""
         budget, x = self.problem.budget, self.problem.images
+        delta, start.delta = start.delta, None
         adam = None
         if self.optimizer == "adam":
             adam = torch.optim.Adam([delta], lr=self.quality.step_size * budget.cap)

@@ -103,7 +103,7 @@ def in_budget(units: torch.Tensor, images: torch.Tensor, budget: PerceptualBudge
 
 @dataclass
 class Start:
-    delta: torch.Tensor  # (1, 3, H, W)
+    delta: torch.Tensor | None  # (1, 3, H, W); None once the optimiser has taken it (Descent.run)
     source: str  # "random" or "bank <family> <key>", for the report
 
 
