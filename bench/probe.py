@@ -40,25 +40,31 @@ def load_encoder(name: str, models_dir: str, precision: str = "fp32"):
         path = os.path.join(models_dir, "taesd", "taef2_encoder.pth")
         return load_encoders([path], hooks(), device="cpu", dtype=precision)[0]
     if name == "sd":
-        from diffusers import AutoencoderKL
-
         from fixative.models.autoencoder_kl import wrap
 
-        torch.manual_seed(0)
-        vae = AutoencoderKL(  # the SD1.5 VAE configuration; random weights cost the same as real ones
-            in_channels=3,
-            out_channels=3,
-            down_block_types=["DownEncoderBlock2D"] * 4,
-            up_block_types=["UpDecoderBlock2D"] * 4,
-            block_out_channels=[128, 256, 512, 512],
-            layers_per_block=2,
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=512,
-            scaling_factor=0.18215,
-        )
+        vae = sd_sized_vae()
         return wrap(vae, "sd", "sd15-random", "random").to(resolve_dtype(precision, torch.device("cpu")))
     raise SystemExit(f"unknown encoder {name!r}; use taef2 or sd")
+
+
+def sd_sized_vae():
+    """diffusers' ``AutoencoderKL`` in the SD1.5 configuration with random weights (seed 0): random weights
+    cost exactly as much time and memory as real ones, so it measures speed and memory only."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[128, 256, 512, 512],
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
 
 
 def load_artwork(path: str, size: int) -> torch.Tensor:

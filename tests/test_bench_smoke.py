@@ -221,3 +221,40 @@ def test_the_memory_bench_reads_a_whole_protects_peak_and_fails_over_its_limit(c
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["within"] is False and line["peak_rss_gb"] > 0.1 and line["strength"] is not None
     assert line["encoders"] == ["taef2"]  # the model asked for, as the report names it
+
+
+def test_the_memory_bench_can_cut_every_pass_to_a_few_tiles(taef2_path, small_artwork, tmp_path, monkeypatch):
+    """``--max-tiles`` (a whole SD-sized 4096² run in minutes) runs the real protect with every pass, the
+    optimiser's and the probes', over the first tiles only; 0 leaves them all."""
+    from bench import memory
+    from fixative import features
+    from fixative.optimise import loop
+
+    every = features.tiles
+    monkeypatch.setattr(features, "tiles", every)  # restored afterwards: the cut replaces both
+    monkeypatch.setattr(loop, "tiles", every)
+    counted: dict[str, list[int]] = {"optimiser": [], "probes": []}
+    prepare, build = loop.prepare, features.StrengthProbe.build.__func__
+
+    def prepared(*args, **kwargs):
+        problem = prepare(*args, **kwargs)
+        counted["optimiser"].append(len(problem.tiles))
+        return problem
+
+    def built(cls, *args, **kwargs):
+        probe = build(cls, *args, **kwargs)
+        counted["probes"].append(len(probe.tiles))
+        return probe
+
+    monkeypatch.setattr(loop, "prepare", prepared)
+    monkeypatch.setattr(features.StrengthProbe, "build", classmethod(built))
+    source = tmp_path / "art.png"
+    small_artwork.save(source)
+    common = ["protect", str(source), "--model", str(taef2_path), "--steps", "1", "--tile", "96", "-q"]
+    assert memory.protect_with_tiles_cut(2, [*common, "-o", str(tmp_path / "cut.png")]) == 0
+    assert counted["optimiser"] == [2] and set(counted["probes"]) == {2}
+    monkeypatch.setattr(features, "tiles", every)
+    monkeypatch.setattr(loop, "tiles", every)
+    counted = {"optimiser": [], "probes": []}
+    assert memory.protect_with_tiles_cut(0, [*common, "-o", str(tmp_path / "all.png")]) == 0
+    assert counted["optimiser"][0] > 2 and min(counted["probes"]) > 2
