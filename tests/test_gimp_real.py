@@ -32,6 +32,8 @@ from PIL import Image
 
 from fixative import fixative_client
 
+from .display import virtual_display
+
 pytestmark = pytest.mark.editor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,8 +123,11 @@ def engine(workdir, taef2_path):
     host, inside = workdir
     config = host / "host-config"
     config.mkdir()
+    scratch = host / "host-tmp"  # the engine's job folders: a killed engine cannot leave them in /tmp
+    scratch.mkdir()
     env = dict(
         os.environ,
+        TMPDIR=str(scratch),
         FIXATIVE_CONFIG_DIR=str(config),
         FIXATIVE_MODELS=str(taef2_path.parents[1]),
         HF_HUB_OFFLINE="1",
@@ -482,20 +487,10 @@ print(json.dumps(missing))
 @pytest.fixture(scope="module")
 def xdisplay():
     """An Xvfb on the host, reached from the chroot over loopback TCP (GimpUi needs a display)."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("no Xvfb on this machine: the GimpUi dialog check needs a virtual display")
-    number = 40 + os.getpid() % 50
-    server = subprocess.Popen(
-        ["Xvfb", f":{number}", "-listen", "tcp", "-ac", "-screen", "0", "1024x768x24"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    time.sleep(2)
-    if server.poll() is not None:
-        pytest.skip(f"Xvfb :{number} did not start")
-    yield f"127.0.0.1:{number}"
-    _kill_group(server)
+    with virtual_display("1024x768x24") as display:
+        if display is None:
+            pytest.skip("no Xvfb on this machine, or it did not start: the GimpUi dialog check needs one")
+        yield display
 
 
 AUTO_OK_SITECUSTOMIZE = '''

@@ -1,4 +1,4 @@
-"""The plug-in inside a real Krita (Debian's ``krita`` under ``xvfb-run``) and a real ``fixative serve``.
+"""The plug-in inside a real Krita (Debian's ``krita`` on a virtual X display) and a real ``fixative serve``.
 
 Flow: temp HOME -> ``fixative install krita`` -> a tiny driver plug-in (also enabled in kritarc) that opens
 an artwork, checks Krita's real pixel layouts for 16-bit integer and 16/32-bit float against the plug-in's
@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from .conftest import DEFAULT_EPS_255
+from .display import virtual_display
 
 pytestmark = pytest.mark.editor
 
@@ -164,7 +165,7 @@ def _needs(program: str) -> str:
 @pytest.fixture
 def krita_home(tmp_path, taef2_path):
     _needs("krita")
-    _needs("xvfb-run")
+    _needs("Xvfb")
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "FIXATIVE_CONFIG"))}
     env.update(
@@ -173,7 +174,7 @@ def krita_home(tmp_path, taef2_path):
         XDG_DATA_HOME=str(home / ".local/share"),
         XDG_CACHE_HOME=str(home / ".cache"),
         XDG_RUNTIME_DIR=str(tmp_path / "run"),
-        TMPDIR=str(tmp_path / "run"),  # Krita's krita-opengl.txt and xvfb-run's auth file
+        TMPDIR=str(tmp_path / "run"),  # Krita's krita-opengl.txt
         QT_QPA_PLATFORM="xcb",
         FIXATIVE_MODELS=str(taef2_path.parents[1]),
         HF_HUB_OFFLINE="1",
@@ -260,17 +261,23 @@ def test_export_action_inside_krita(krita_home, engine, tmp_path, artwork_path):
         FIXATIVE_KRITA_TEST_OUT=str(out_dir),
         FIXATIVE_KRITA_TEST_LIMIT=str(KRITA_TIMEOUT - 60),
     )
-    command = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24", "krita", "--nosplash"]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        output, _ = process.communicate(timeout=KRITA_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        partial = result_file.read_text() if result_file.exists() else "no result file"
-        pytest.fail(f"Krita did not finish within {KRITA_TIMEOUT} s; driver state: {partial[-3000:]}")
+    with virtual_display() as display:
+        if display is None:
+            pytest.skip("Xvfb did not start: Krita needs a display")
+        process = subprocess.Popen(
+            ["krita", "--nosplash"],
+            env=dict(env, DISPLAY=display),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=KRITA_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            partial = result_file.read_text() if result_file.exists() else "no result file"
+            pytest.fail(f"Krita did not finish within {KRITA_TIMEOUT} s; driver state: {partial[-3000:]}")
     log = output.decode(errors="replace")[-4000:]
     assert result_file.exists(), f"the driver never ran; Krita said:\n{log}"
     result = json.loads(result_file.read_text())
