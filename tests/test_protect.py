@@ -215,16 +215,28 @@ def test_blend_weights_add_up_to_one_where_tiles_overlap():
     assert float(first[0, 0, 0]) == pytest.approx(1.0) and float(first[0, -1, -1]) < 0.5
 
 
-def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
-    """Each step's gradient (an image-sized buffer: 201 MB at 4096²) is freed before the next step's passes
-    build theirs, so a long run peaks no higher than its first step (bench.memory times one step)."""
-    import weakref
+def _run_edit_shield_small(taef2, small_artwork, **effort) -> None:
+    """``loop.run`` on a 64 x 48 edit shield at the default preset with ``effort`` replaced (the memory tests
+    spy on what it holds), never stopping early."""
     from dataclasses import replace
 
     from fixative.optimise import loop, perceptual_budget
     from fixative.plugins import hooks
     from fixative.presets import quality
     from fixative.targets import TargetRequest, make_target
+
+    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
+    plan = replace(quality("default"), early_stop=1.0, **effort)
+    loop.run(art, [taef2], goal, perceptual_budget(art, 1.0, 12 / 255), plan, tile=96)
+
+
+def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
+    """Each step's gradient (an image-sized buffer: 201 MB at 4096²) is freed before the next step's passes
+    build theirs, so a long run peaks no higher than its first step (bench.memory times one step)."""
+    import weakref
+
+    from fixative.optimise import loop
 
     alive_when_called: list[int] = []
     given: list[weakref.ref] = []
@@ -237,10 +249,7 @@ def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
         return grad, estimate
 
     monkeypatch.setattr(loop.Descent, "gradient", spy)
-    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
-    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
-    effort = replace(quality("default"), steps=5, eot_start=2, early_stop=1.0)  # clean, clean, purified...
-    loop.run(art, [taef2], goal, perceptual_budget(art, 1.0, 12 / 255), effort, tile=96)
+    _run_edit_shield_small(taef2, small_artwork, steps=5, eot_start=2)  # clean, clean, purified...
     assert alive_when_called == [0] * 6  # five steps, then a clean pass after the purified last one
 
 
@@ -248,12 +257,8 @@ def test_the_starting_change_is_let_go_after_the_first_step(taef2, small_artwork
     """The first perturbation (image-sized: 201 MB at 4096²) is gone once the first step has moved away
     from it: nothing but the optimiser's own variable may hold it through the later steps' passes."""
     import weakref
-    from dataclasses import replace
 
-    from fixative.optimise import loop, perceptual_budget
-    from fixative.plugins import hooks
-    from fixative.presets import quality
-    from fixative.targets import TargetRequest, make_target
+    from fixative.optimise import loop
 
     begun: list[weakref.ref] = []
     alive_when_called: list[bool] = []
@@ -270,10 +275,7 @@ def test_the_starting_change_is_let_go_after_the_first_step(taef2, small_artwork
 
     monkeypatch.setattr(loop, "starting_point", remembered)
     monkeypatch.setattr(loop.Descent, "gradient", spy)
-    art = torch.from_numpy(np.asarray(small_artwork.resize((64, 48))).copy()).permute(2, 0, 1).float() / 255
-    goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
-    effort = replace(quality("default"), steps=3, eot_start=3, early_stop=1.0)
-    loop.run(art, [taef2], goal, perceptual_budget(art, 1.0, 12 / 255), effort, tile=96)
+    _run_edit_shield_small(taef2, small_artwork, steps=3, eot_start=3)  # three clean steps
     assert alive_when_called == [True, False, False]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import kornia
 import torch
 
-from ..optimise.budget import jnd_map, local_std, row_strips, to_ycc
+from ..optimise.budget import jnd_map, local_std, outside_box, row_strips, to_ycc
 
 FLAT_SHARE = 0.15
 WINDOW = 7
@@ -45,8 +45,8 @@ def jnd_exceed_share(
     limit = jnd_map(original)
     over = 0
     for span, _, _ in row_strips(original.shape[-2], strip, 0):
-        change = to_ycc(protected[:, span].float() - original[:, span].float()).abs_()
-        over += int((change > limit[:, span] + tolerance).any(dim=0).sum())
+        before, after = original[:, span].float(), protected[:, span].float()
+        over += int(outside_box(limit[:, span], before, after, tolerance).sum())
     return over / (original.shape[-2] * original.shape[-1])
 
 

@@ -241,7 +241,7 @@ class PerceptualBudget:
         self, original: torch.Tensor, changed: torch.Tensor, tolerance: float = 1e-6
     ) -> torch.Tensor:
         """(H, W) bool: pixels whose change leaves the YCbCr box."""
-        return _outside(self.limit, original, changed, tolerance)
+        return outside_box(self.limit, original, changed, tolerance)
 
     def quantise(
         self,
@@ -280,9 +280,10 @@ def _by_rows(per_pixel: Callable[..., torch.Tensor], *tensors: torch.Tensor, str
     return out
 
 
-def _outside(
+def outside_box(
     limit: torch.Tensor, original: torch.Tensor, changed: torch.Tensor, tolerance: float = 1e-6
 ) -> torch.Tensor:
+    """(H, W) bool: pixels whose change of Y, Cb or Cr passes ``limit`` (3, H, W)."""
     ycc = to_ycc((changed - original).float())
     return (ycc.abs() > limit.to(ycc) + tolerance).any(dim=0)
 
@@ -317,7 +318,7 @@ def _quantise_rows(
     unchanged = base / levels
 
     def outside(steps: torch.Tensor) -> torch.Tensor:
-        return _outside(limit, unchanged, (base + steps) / levels)
+        return outside_box(limit, unchanged, (base + steps) / levels)
 
     # The fallback, and the first candidate: nearest levels, pulled back until inside.
     nearest = exact.round()
