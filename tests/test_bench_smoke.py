@@ -258,3 +258,25 @@ def test_the_memory_bench_can_cut_every_pass_to_a_few_tiles(taef2_path, small_ar
     counted = {"optimiser": [], "probes": []}
     assert memory.protect_with_tiles_cut(0, [*common, "-o", str(tmp_path / "all.png")]) == 0
     assert counted["optimiser"][0] > 2 and min(counted["probes"]) > 2
+
+
+@pytest.mark.usefixtures("taef2_path", "artwork_path")
+def test_the_orientation_bench_measures_both_ways_upright(tmp_path):
+    from bench import orientation
+
+    argv = [
+        "--images",
+        "hokusai_great_wave.jpg",
+        "--methods",
+        "edit",
+        "--size",
+        "64x48",
+        "--out",
+        str(tmp_path),
+    ]
+    assert orientation.main(argv) == 0
+    (row,) = json.loads((tmp_path / "latest-orientation.json").read_text())
+    shown = row["as displayed"]
+    assert shown["upright"] == pytest.approx(shown["reported"], abs=0.01)
+    assert row["stored pixels"]["upright"] < row["stored pixels"]["reported"]
+    assert "| edit |" in (tmp_path / "latest-orientation.md").read_text()

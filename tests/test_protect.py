@@ -127,6 +127,30 @@ def test_metadata_icc_exif_kept(taef2, tmp_path):
         assert meta["fixative"] == fixative.__version__
 
 
+def test_sideways_photo_is_protected_as_displayed(taef2, small_artwork, tmp_path):
+    """A phone photo stores its pixels sideways with EXIF orientation 6; sites and models turn it upright,
+    so the protection is made and measured upright and written that way, the tag removed, other EXIF kept."""
+    shown = small_artwork.resize((96, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the stored pixels are turned 90° clockwise to display
+    exif[0x010F] = "FixativeCam"
+    src = tmp_path / "photo.png"
+    shown.transpose(Image.Transpose.ROTATE_90).save(src, exif=exif.tobytes())
+    artwork = load_image(src)
+    assert artwork.size == (96, 64) and any("EXIF orientation 6" in note for note in artwork.notes)
+    result = _quick(artwork, taef2, seed=1)
+    out = result.save(tmp_path / "photo.protected.png")
+    back = Image.open(out)
+    assert back.size == (96, 64)
+    assert back.getexif().get(0x0112) is None and back.getexif().get(0x010F) == "FixativeCam"
+    change = np.asarray(back, dtype=int) - np.asarray(shown, dtype=int)
+    assert 0 < np.abs(change).max() <= DEFAULT_EPS_255
+    upright = tmp_path / "upright.png"
+    shown.save(upright)  # what a site serves: upright pixels, no tag
+    checked = fixative.check(out, original=upright, models=[taef2], fast=True)
+    assert checked.strength == pytest.approx(result.report.strength, abs=0.01)
+
+
 def test_deterministic_with_seed(taef2, small_artwork):
     small = small_artwork.resize((96, 64))
     a = np.asarray(_quick(small, taef2, seed=7).image)
