@@ -544,3 +544,23 @@ def test_the_decoders_pictures_are_kept_exactly_in_the_encoders_precision(taef2_
     assert all(p.dtype == torch.bfloat16 for p in kept)
     exact = [encoder.decode(z) for z in probe.target]
     assert all(torch.equal(p.float(), e) for p, e in zip(kept, exact, strict=True))
+
+
+def test_a_lossy_file_is_reported_as_written(taef2, small_artwork, tmp_path):
+    """WebP's 4:2:0 chroma and JPEG's quantising change the pixels: the report is of the file's own."""
+    art = small_artwork.resize((128, 96))
+    result = fixative.protect(art, "edit", models=[taef2], steps=3, quality="fast", seed=2)
+    unencoded = result.report.strength
+    for suffix in (".webp", ".jpg"):
+        out = result.save(tmp_path / f"art{suffix}", jpeg_quality=80)
+        said = [n for n in result.report.notes if n.startswith("measured as written")]
+        assert said and f"{unencoded:.2f} before encoding" in said[0]
+        checked = fixative.check(out, original=art, models=[taef2], fast=True, transfer=False)
+        assert result.report.strength == pytest.approx(checked.strength, abs=0.005)
+        assert result.report.strength < unencoded
+        written = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+        psnr = 10 * np.log10(255**2 / np.mean((written - np.asarray(art, dtype=float)) ** 2))
+        assert result.report.perceptual.psnr_db == pytest.approx(psnr, abs=0.05)
+    result.save(tmp_path / "art.png")
+    assert result.report.strength == unencoded
+    assert not any(n.startswith("measured as written") for n in result.report.notes)

@@ -6,6 +6,7 @@ Never overwrites an input, and refuses to clobber an existing file unless asked.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..load.image import Artwork
 from ..metadata import embed as embed_metadata
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+LOSSY = ("JPEG", "WEBP")  # formats whose pixels differ from those encoded
 
 
 def to_pil(artwork: Artwork, rgb: torch.Tensor) -> Image.Image:
@@ -69,6 +71,13 @@ def encode(
     return buffer.getvalue()
 
 
+def pixels_of(data: bytes) -> torch.Tensor:
+    """The RGB pixels (3, H, W) 0..1 a reader gets back from ``encode``'s bytes."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
 def save_image(
     image: Image.Image,
     artwork: Artwork,
@@ -77,8 +86,12 @@ def save_image(
     overwrite: bool = False,
     inputs: list[str | Path] = (),
     jpeg_quality: int = 95,
+    encoder: Callable[[str], bytes] | None = None,
 ) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves half a file or loses the original."""
+    """Write atomically (temp file + rename): a crash never leaves half a file or loses the original.
+
+    ``encoder`` (the format's name -> the file's bytes) replaces ``encode`` once the path is known to be
+    writable: ``ProtectResult`` measures a lossy file's own pixels there."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -96,7 +109,7 @@ def save_image(
             continue
     if path.exists() and not overwrite:
         raise FixativeError(f"{path}: already exists (use --overwrite to replace it)")
-    data = encode(image, artwork, fmt, metadata, jpeg_quality)
+    data = encoder(fmt) if encoder is not None else encode(image, artwork, fmt, metadata, jpeg_quality)
     try:
         return write_atomically(path, data, replace=overwrite)
     except FileExistsError:

@@ -83,7 +83,7 @@ class ProtectWorker:
     def _protect(self, row: dict) -> dict:
         from ...api import protect
         from ...load.image import load_bytes
-        from ...save.image import FORMATS, encode
+        from ...save.image import FORMATS
 
         if row["error"]:
             return {"status": "failed", "error": str(row["error"])}
@@ -103,10 +103,8 @@ class ProtectWorker:
         )
         result = protect(artwork, options=engine, target=target)
         fmt = FORMATS[Path(output).suffix.lower()]
-        storage.write_bytes(
-            output, encode(result.image, result.artwork, fmt, result.metadata, options.jpeg_quality)
-        )
-        report = result.report.to_dict()
+        storage.write_bytes(output, result.encoded(fmt, options.jpeg_quality))
+        report = result.report.to_dict()  # of the file as written
         first = (report.get("encoders") or [{}])[0]
         seen = report.get("perceptual") or {}
         figures = {

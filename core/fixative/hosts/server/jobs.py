@@ -391,14 +391,14 @@ class JobManager:
         )
         if job.cancel_event.is_set():
             raise Cancelled()
-        report = dict(result.report.to_dict(), source=job.filename)
-        if job.options.preview:
-            report.update(_model_view(result.rgb, options, device))
         out = result.save(
             job.folder / f"protected{FORMAT_SUFFIXES[job.options.format]}",
             overwrite=True,
             jpeg_quality=job.options.jpeg_quality,
         )
+        report = dict(result.report.to_dict(), source=job.filename)  # of the file as written
+        if job.options.preview:
+            report.update(_model_view(result.rgb, options, device))
         del result
         check = _run_check(out, job, device, options.dtype) if job.options.check else None
         return out, report, check
