@@ -15,6 +15,7 @@ import fixative
 from fixative.api import run_check
 from fixative.checks import purify
 from fixative.checks.report import table
+from fixative.errors import BadImageError
 from fixative.hosts.cli import main
 from fixative.load import load_image
 from fixative.save import save_image
@@ -301,6 +302,31 @@ def test_no_metadata_with_original_measures_what_it_can(protected_files, tmp_pat
     assert result["perceptual"]["linf_255"] > 0
     assert result["encoders"][0]["feature_shift"] > 0
     assert any("no Fixative metadata" in n for n in result["notes"])
+
+
+def test_a_copy_a_site_served_is_checked_with_the_metadata_of_the_file_written(protected_files, tmp_path):
+    """Sites strip metadata and resize: the copy is measured with the protected file's metadata against
+    the original resized the same way, the target made on the original (its hash matches) then resized."""
+    original, protected = protected_files["original"], protected_files["protected"]
+    same_size = tmp_path / "served.jpg"
+    Image.open(protected).convert("RGB").save(same_size, quality=90)
+    kept = fixative.check(same_size, original=original, models=["taef2"], fast=True, metadata_from=protected)
+    assert kept.strength is not None and kept.target["hash_match"] is True
+    assert any("metadata read from" in n for n in kept.notes)
+    width, height = Image.open(protected).size
+    smaller = tmp_path / "served-small.jpg"
+    Image.open(protected).resize((width * 3 // 4, height * 3 // 4), Image.Resampling.LANCZOS).save(smaller)
+    resized = fixative.check(smaller, original=original, models=["taef2"], fast=True, metadata_from=protected)
+    assert resized.size == [width * 3 // 4, height * 3 // 4] and resized.target["hash_match"] is True
+    assert resized.strength is not None and any("resized the same way" in n for n in resized.notes)
+    untouched = fixative.check(protected, original=original, models=["taef2"], fast=True)
+    assert resized.strength < untouched.strength
+    cropped = tmp_path / "cropped.png"
+    Image.open(protected).crop((0, 0, width // 2, height)).save(cropped)
+    with pytest.raises(BadImageError, match="proportions"):
+        fixative.check(cropped, original=original, models=["taef2"], fast=True, metadata_from=protected)
+    with pytest.raises(BadImageError, match="no Fixative metadata in it either"):
+        fixative.check(same_size, original=original, models=["taef2"], fast=True, metadata_from=original)
 
 
 def test_purifications_are_plain_functions_keeping_shape():

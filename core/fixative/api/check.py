@@ -10,6 +10,7 @@ check of a fresh file agrees with what ``protect`` printed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +32,17 @@ from ..targets import Target, TargetRequest, make_target, rebuild_target
 from ..version import __version__
 from .protect import DEFINITIONS, ProgressFn, strength_row
 
+# A copy whose proportions differ from the original's by more than this share was cropped, not resized
+COPY_ASPECT_TOLERANCE = 0.02
+
 
 @dataclass
 class _Inputs:
     art: Artwork
-    orig: Artwork | None
+    orig: Artwork | None  # at the file's size (resized like it, when the file is a resized copy)
     meta: dict | None
     notes: list[str] = field(default_factory=list)
+    full: Artwork | None = None  # the original at its own size, when the file is a resized copy
 
     @property
     def exact(self) -> bool:
@@ -59,6 +64,7 @@ def check(
     html_path: str | Path | None = None,
     progress: ProgressFn | None = None,
     precision: str = "auto",
+    metadata_from=None,
 ) -> CheckReport:
     """Measure a protected image: per-encoder strength, perceptual cost, strength after each purification,
     transfer to encoders not used to protect, notes about what could not be measured, and a verdict
@@ -71,12 +77,14 @@ def check(
     ``purifications`` replaces the standard list (``fixative.checks.purify.standard()``). ``progress`` is
     called as each part starts: ``(done, total, {"phase": "check", "doing": name})``. ``precision`` is
     the encoders' (``auto``: bf16 on a CPU that computes it in hardware, as ``protect``; every figure within
-    0.006 of fp32's, docs/check.md).
+    0.006 of fp32's, docs/check.md). ``metadata_from``: the protected file as Fixative wrote it, whose
+    metadata to use, for a copy a site served (metadata stripped; a resized copy is compared with the
+    original resized the same way).
     """
     result, visuals = run_check(
         protected, original, models, device, fast, target, pipeline,
         purifications=purifications, impress_steps=impress_steps, transfer=transfer, progress=progress,
-        precision=precision,
+        precision=precision, metadata_from=metadata_from,
     )  # fmt: skip
     if json_path:
         from ..checks.report import write_json
@@ -103,10 +111,11 @@ def run_check(
     tile: int = features.DEFAULT_TILE,
     progress: ProgressFn | None = None,
     precision: str = "auto",
+    metadata_from=None,
 ) -> tuple[CheckReport, Visuals]:
     """The check and the pixels its HTML report shows. See ``check`` for the arguments."""
     started = time.perf_counter()
-    given = read_inputs(protected, original)  # 1
+    given = read_inputs(protected, original, metadata_from)  # 1
     notes = given.notes
     primary = protecting_encoders(given.meta, models, device, notes, precision)  # 2
     chosen = cleaners(purifications, fast, impress_steps)
@@ -219,9 +228,14 @@ def cleaners(purifications, fast: bool, impress_steps: int) -> list[purify.Purif
     return [c for c in purify.standard(impress_steps) if c.fast or not fast]
 
 
-def read_inputs(protected, original) -> _Inputs:
+def read_inputs(protected, original, metadata_from=None) -> _Inputs:
+    """The file, the original (resized like the file when the file is a resized copy: a site's) and the
+    Fixative metadata (the file's own, or that of ``metadata_from``: the protected file as written)."""
     art = to_artwork(protected, "protected")
     orig = None if original is None else to_artwork(original, "original")
+    notes = list(art.notes)
+    if metadata_from is not None:
+        art.metadata = metadata_of(metadata_from, art, notes)
     if art.metadata is None and orig is None:
         raise BadImageError(
             f"{art.source or 'image'}: no Fixative metadata in this file (not protected by "
@@ -229,14 +243,41 @@ def read_inputs(protected, original) -> _Inputs:
             "can be measured; pass --original ORIG to measure perceptual cost and feature "
             "shift"
         )
+    full = None
     if orig is not None and orig.rgb.shape != art.rgb.shape:
-        raise BadImageError(
-            f"original is {orig.size[0]}x{orig.size[1]} but the protected image is "
-            f"{art.size[0]}x{art.size[1]}; give the exact original it was made from"
+        full, orig = orig, resized_like(orig, art)
+        notes.append(
+            f"this file is {art.size[0]}x{art.size[1]}, the original {full.size[0]}x{full.size[1]}: "
+            "compared with the original resized the same way (Lanczos, as most sites resize), and the "
+            "target made on the original, then resized too; the resizing is in every figure"
         )
     art, _ = padded_for_encoders(art)
     orig = None if orig is None else padded_for_encoders(orig)[0]
-    return _Inputs(art, orig, art.metadata, list(art.notes))
+    return _Inputs(art, orig, art.metadata, notes, full)
+
+
+def metadata_of(source, art: Artwork, notes: list[str]) -> dict:
+    """The Fixative metadata of ``source`` (the protected file as Fixative wrote it), for a copy a site
+    served: sites strip metadata."""
+    given = to_artwork(source, "metadata source")
+    name = given.source or "the metadata source"
+    if given.metadata is None:
+        raise BadImageError(f"{name}: no Fixative metadata in it either; give the file Fixative wrote")
+    said = "replaces this file's own" if art.metadata is not None else "this file carries none"
+    notes.append(f"Fixative metadata read from {name} ({said})")
+    return given.metadata
+
+
+def resized_like(original: Artwork, copy: Artwork) -> Artwork:
+    """The original at the copy's size, for a copy a site resized (the same picture: same aspect)."""
+    (w, h), (cw, ch) = original.size, copy.size
+    if abs(cw / ch - w / h) > COPY_ASPECT_TOLERANCE * (w / h) or min(cw, ch) < 32:
+        raise BadImageError(
+            f"original is {w}x{h} but the protected image is {cw}x{ch}; give the exact original it was "
+            "made from (a resized copy must keep the picture's proportions and be at least 32 pixels)"
+        )
+    rgb = purify.resize_to(original.rgb, ch, cw)
+    return dataclasses.replace(original, rgb=rgb, alpha=None, notes=[])
 
 
 def protecting_encoders(
@@ -280,9 +321,10 @@ def target_of(given: _Inputs, target_image, pipeline, device) -> tuple[Target | 
             "perceptual cost and feature shift against the original are shown"
         )
         return None, info
+    made_on = given.full or given.orig  # a resized copy's target is made at the original's size
     request = TargetRequest(
         method=recorded.get("method") or "",
-        artwork=given.orig.rgb if given.exact else given.art.rgb,
+        artwork=made_on.rgb if made_on is not None else given.art.rgb,
         image=None if target_image is None else to_artwork(target_image, "target").rgb,
         seed=int((given.meta or {}).get("seed", 0)),
         device=device,
@@ -311,6 +353,9 @@ def target_of(given: _Inputs, target_image, pipeline, device) -> tuple[Target | 
             "no original given: strengths are estimates from a stand-in original, and a verdict needs the "
             "protection to show in the pixels (see estimate)"
         )
+    if given.full is not None and goal.image is not None:  # then resized like the copy
+        height, width = given.orig.rgb.shape[-2:]
+        goal = dataclasses.replace(goal, image=purify.resize_to(goal.image, height, width))
     return goal, info
 
 

@@ -79,6 +79,14 @@ def downscale_upscale(images: Images, scale: float) -> Images:
 
 
 @_batched
+def resize_to(images: Images, height: int, width: int) -> Images:
+    """Resize to ``height`` x ``width`` (Lanczos, as most sites resize uploads), on the 8-bit grid."""
+    return torch.stack(
+        [_from_pil(_to_pil(i).resize((width, height), Image.Resampling.LANCZOS), i) for i in images]
+    )
+
+
+@_batched
 def gaussian_blur(images: Images, sigma: float = 1.0) -> Images:
     """Gaussian blur with standard deviation ``sigma`` pixels (reflected borders)."""
     k = max(3, int(sigma * 3) * 2 + 1)

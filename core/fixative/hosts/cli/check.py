@@ -33,6 +33,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             impress_steps=args.impress_steps,
             progress=bar.on_part,
             precision=args.precision,
+            metadata_from=args.metadata_from,
         )
     finally:
         bar.close()
@@ -89,6 +90,12 @@ def register(subparsers) -> None:
         "--model",
         action="append",
         help="encoder to measure with (default: those recorded in the file); repeat for several",
+    )
+    c.add_argument(
+        "--metadata-from",
+        metavar="FILE",
+        help="the protected file as Fixative wrote it, whose metadata to use: for checking a copy a site "
+        "served (metadata stripped, maybe resized) against --original",
     )
     c.add_argument("--target", help="the style/anchor/target image given to protect, when one was")
     c.add_argument("--pipeline", help="the local diffusers pipeline folder, for img2img/text2img targets")
