@@ -3,6 +3,7 @@ known input (no weights needed)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,6 +35,20 @@ def test_crop_resize_removes_the_borders_and_keeps_the_size():
     assert float(out[0, :, -1].mean()) == pytest.approx(75 / 79, abs=0.01)
     flat = torch.full((3, 30, 30), 0.4)
     assert torch.allclose(purify.crop_resize(flat, 0.1), (flat * 255).round() / 255, atol=1 / 255)
+
+
+def test_a_served_copy_is_resized_once_with_lanczos_and_never_below_the_encoders_floor():
+    from PIL import Image
+
+    image = ramp()  # 64 x 80
+    out = purify.served_at(image, 0.5)
+    assert out.shape == (3, 32, 40)
+    pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+    lanczos = torch.from_numpy(np.asarray(pil.resize((40, 32), Image.Resampling.LANCZOS)))
+    assert torch.equal((out * 255).round().byte(), lanczos.permute(2, 0, 1))
+    assert purify.served_at(torch.stack([image, image]), 0.5).shape == (2, 3, 32, 40)
+    with pytest.raises(purify.PurificationUnavailable, match="under 32 pixels"):
+        purify.served_at(image, 0.25)
 
 
 def test_adverse_cleaner_removes_grain_and_keeps_the_edge():
@@ -80,7 +95,7 @@ def test_battery_names_the_public_cleaners():
 
 
 def test_eot_plans_the_training_mix_in_its_shares_over_each_kinds_whole_range_and_keeps_gradients():
-    count = 24  # four whole cycles of the mix (2 + 2 + 1 + 1)
+    count = 28  # four whole cycles of the mix (2 + 1 + 2 + 1 + 1)
     draws = eot.plan(torch.Generator().manual_seed(0), count)
     total = sum(m.weight for m in eot.TRAINING_MIX.values())
     for kind, mix in eot.TRAINING_MIX.items():
@@ -102,6 +117,12 @@ def test_eot_plans_the_training_mix_in_its_shares_over_each_kinds_whole_range_an
         assert out.shape == x.shape
         (grad,) = torch.autograd.grad(out.sum(), x)
         assert float(grad.abs().sum()) > 0
+    big = step_with_grain(96)[None].requires_grad_(True)
+    out = eot.apply(eot.Draw("served", 0.5), big)
+    assert out.shape == (1, 3, 48, 48)  # a served copy stays small: the loss meets the target there
+    (grad,) = torch.autograd.grad(out.sum(), big)
+    assert float(grad.abs().sum()) > 0
+    assert eot.apply(eot.Draw("served", 0.1), big).shape[-1] == eot.SMALLEST
 
 
 def test_eot_adverse_runs_the_cleaner_forward_and_passes_the_gradient_straight_through():
@@ -133,8 +154,11 @@ def test_crop_and_resize_is_scored_against_the_equally_cropped_target(taef2):
     goal = Target("style", "image", "a test target", image=torch.rand(3, 96, 96))
     probe = StrengthProbe.build(taef2, goal, original)
     crop = next(c for c in purify.standard() if c.name.startswith("crop"))
-    assert [c.name for c in purify.standard() if c.moves_pixels] == [crop.name]
-    row = robustness([probe], goal.image, original, [crop], 1.0, [])[0]
-    assert row.strength > 0.999
+    served = [c for c in purify.standard() if c.name.startswith("served")]
+    assert [c.name for c in purify.standard() if c.moves_pixels] == [crop.name, *(c.name for c in served)]
+    rows = robustness([probe], goal.image, original, [crop, *served], 1.0, [])
+    assert [r.purification for r in rows] == ["crop 10% + resize", "served at 0.5", "served at 0.25"]
+    assert rows[0].strength > 0.999 and rows[1].strength > 0.999  # a served copy: its own tiles and target
+    assert rows[2].skipped and "under 32 pixels" in rows[2].skipped  # 24 x 24: too small to encode
     unaligned = probe.strength(crop.apply(goal.image), crop.apply(original))[0]
     assert unaligned < 0.9  # what the check reported before it re-aligned the target

@@ -163,7 +163,9 @@ class StrengthProbe:
         if goal.image is not None:
             goal = dataclasses.replace(goal, image=move(goal.image))
         reference = moved_reference if moved_reference.ndim == 3 else moved_reference[0]
-        return StrengthProbe.build(self.encoder, goal, reference, tile_list=self.tiles)
+        covered = (max(t.top + t.height for t in self.tiles), max(t.left + t.width for t in self.tiles))
+        same_size = covered == tuple(reference.shape[-2:])  # a resized copy gets tiles of its own
+        return StrengthProbe.build(self.encoder, goal, reference, tile_list=self.tiles if same_size else None)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

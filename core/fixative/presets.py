@@ -66,7 +66,8 @@ QUALITIES: dict[str, Quality] = {
     # for more clean strength (0.306 -> 0.289 / 0.277); blurring the gradient (TI-FGSM) and a clean pass in
     # every hardening step were tried and did not leave more after the cleaners.
     # What the hardening steps purify with is eot.TRAINING_MIX (since 2026-12-05 the cleaners that remove
-    # the most, planned stratified; the figures above were measured with the earlier mix of every kind).
+    # the most, planned stratified, and since 2026-12-06 served copies: left small; the figures above were
+    # measured with the earlier mix of every kind).
     # With it `slow`'s 40 steps buy robustness: on the Great Wave and Mucha's Reverie (style, edit, 256²)
     # 6-12 % more strength than `default` left after each of JPEG 75/50, downscale 0.5/0.25, noise 0.1 +
     # resize and blur, for 11 % less before any cleaner; with the earlier mix `slow` left no more.

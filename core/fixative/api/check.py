@@ -233,7 +233,7 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
     Fixative metadata (the file's own, or that of ``metadata_from``: the protected file as written)."""
     art = to_artwork(protected, "protected")
     orig = None if original is None else to_artwork(original, "original")
-    notes = list(art.notes)
+    notes: list[str] = []  # after the file's own (those of its padding too)
     if metadata_from is not None:
         art.metadata = metadata_of(metadata_from, art, notes)
     if art.metadata is None and orig is None:
@@ -253,7 +253,7 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
         )
     art, _ = padded_for_encoders(art)
     orig = None if orig is None else padded_for_encoders(orig)[0]
-    return _Inputs(art, orig, art.metadata, notes, full)
+    return _Inputs(art, orig, art.metadata, [*art.notes, *notes], full)
 
 
 def metadata_of(source, art: Artwork, notes: list[str]) -> dict:

@@ -26,6 +26,7 @@ from ..errors import FixativeError
 from ..optimise import eot
 
 Images = torch.Tensor
+SMALLEST_SERVED = 32  # pixels on the short side: the encoders' own floor (smaller images are padded to it)
 
 
 class PurificationUnavailable(FixativeError):
@@ -84,6 +85,19 @@ def resize_to(images: Images, height: int, width: int) -> Images:
     return torch.stack(
         [_from_pil(_to_pil(i).resize((width, height), Image.Resampling.LANCZOS), i) for i in images]
     )
+
+
+def served_at(images: Images, scale: float) -> Images:
+    """The copy a site serves (or a trainer feeds the model) at ``scale`` of the size: resized down (Lanczos)
+    and left there. Unlike ``downscale_upscale`` nothing brings the picture back to the size the
+    protection was made at, so a model sees the perturbation as averaged by the resizing."""
+    h, w = images.shape[-2:]
+    height, width = round(h * scale), round(w * scale)
+    if min(height, width) < SMALLEST_SERVED:
+        raise PurificationUnavailable(
+            f"the {width}x{height} copy would be under {SMALLEST_SERVED} pixels, too small to encode"
+        )
+    return resize_to(images, height, width)
 
 
 @_batched
@@ -293,6 +307,8 @@ def standard(impress_steps: int = 50) -> list[Purification]:
         Purification("crop 10% + resize", lambda x: crop_resize(x, 0.1), moves_pixels=True),
         Purification("downscale 0.5", lambda x: downscale_upscale(x, 0.5), fast=True),
         Purification("downscale 0.25", lambda x: downscale_upscale(x, 0.25)),
+        Purification("served at 0.5", lambda x: served_at(x, 0.5), moves_pixels=True),
+        Purification("served at 0.25", lambda x: served_at(x, 0.25), moves_pixels=True),
         Purification("gaussian blur 1.0", lambda x: gaussian_blur(x, 1.0)),
         Purification("noise 0.05 + resize", lambda x: noise_then_bicubic(x, 0.05, 0.5)),
         Purification("noise 0.1 + resize", lambda x: noise_then_bicubic(x, 0.1, 0.5)),

@@ -188,23 +188,30 @@ def gradient(
         x = original + d
         seen = transform(x)
         loss = x.new_zeros(())
+        # a served copy is smaller: its share of the pixels scales the distances it can add up to
+        area = seen.shape[-2] * seen.shape[-1] / (x.shape[-2] * x.shape[-1])
         for e, probe in enumerate(problem.probes):
             fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
             sees = view_weight > 0 and problem.view_start[e] is not None
-            pictures = torch.cat([probe.target_view()[k] for k in batch]) if sees else None
+            if area == 1:
+                target = torch.cat([probe.target[k] for k in batch])
+                pictures = torch.cat([probe.target_view()[k] for k in batch]) if sees else None
+            else:
+                target, pictures = _target_seen_through(probe, chosen, original, transform, sees)
             pull = None
             if sees and problem.split_view:
-                pull = _pull_of_the_view(probe.encoder, fed, pictures, view_weight / problem.view_start[e])
+                pull = _pull_of_the_view(
+                    probe.encoder, fed, pictures, view_weight / (problem.view_start[e] * area)
+                )
             latents = probe.encoder(fed)
-            target = torch.cat([probe.target[k] for k in batch])
             term = (latents - target).pow(2).sum()
-            sq[e] += float(term.detach())
-            loss = loss + latent_weight * term / problem.start[e]
+            sq[e] += float(term.detach()) / area
+            loss = loss + latent_weight * term / (problem.start[e] * area)
             if pull is not None:  # the view's gradient, chained through the encoder's graph
                 loss = loss + (latents * pull).sum()
             elif sees:
                 view = (probe.encoder.decode(latents) - pictures).pow(2).sum()
-                loss = loss + view_weight * view / problem.view_start[e]
+                loss = loss + view_weight * view / (problem.view_start[e] * area)
         if lpips_weight > 0:
             dist = lpips_distance(x, original, per_image=True)
             if dist is not None:
@@ -213,6 +220,20 @@ def gradient(
         for j, (t, k) in enumerate(zip(chosen, batch, strict=True)):
             t.crop(grad).add_(d.grad[j : j + 1] * problem.weights[k])
     return grad, [1 - s / st for s, st in zip(sq, problem.start, strict=True)]
+
+
+@torch.no_grad()
+def _target_seen_through(
+    probe: StrengthProbe, chosen: list[Tile], original: torch.Tensor, transform, sees: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The target's latents (and what the model sees of them) for tiles seen through a purification that
+    changes their size (a served copy): the target image, or for a latent-transform target the original,
+    goes through the same ``transform``, as ``checks`` scores such a copy."""
+    goal = probe.goal
+    image = None if goal.image is None else goal.image[None].to(original)
+    tiles_of_target = None if image is None else transform(torch.cat([t.crop(image) for t in chosen]))
+    target = goal.features(probe.encoder, transform(original), tiles_of_target)
+    return target, (probe.encoder.decode(target) if sees else None)
 
 
 def _pull_of_the_view(encoder, fed: torch.Tensor, pictures: torch.Tensor, weight: float) -> torch.Tensor:
