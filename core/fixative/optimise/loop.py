@@ -230,8 +230,10 @@ def _target_seen_through(
     changes their size (a served copy): the target image, or for a latent-transform target the original,
     goes through the same ``transform``, as ``checks`` scores such a copy."""
     goal = probe.goal
-    image = None if goal.image is None else goal.image[None].to(original)
-    tiles_of_target = None if image is None else transform(torch.cat([t.crop(image) for t in chosen]))
+    tiles_of_target = None
+    if goal.image is not None:  # only the tiles' crops move to the device: not the whole image each time
+        crops = torch.cat([t.crop(goal.image[None]) for t in chosen]).to(original)
+        tiles_of_target = transform(crops)
     target = goal.features(probe.encoder, transform(original), tiles_of_target)
     return target, (probe.encoder.decode(target) if sees else None)
 
