@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .visibility import RESULTS, SHARED, all_images, anchor_for, load
+from .visibility import RESULTS, SHARED, all_images, anchor_for, load, write_latest
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,12 +99,7 @@ def main(argv=None) -> int:
                             row["robustness_exact"] = [r.to_dict() for r in exact.robustness]
                         rows.append(row)
                         print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latest-calibrate-check.json").write_text(json.dumps(rows, indent=2))
-    text = markdown(rows)
-    (out / "latest-calibrate-check.md").write_text(text)
-    print(text)
+    write_latest(args.out, "calibrate-check", rows, markdown(rows))
     return 0
 
 

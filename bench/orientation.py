@@ -20,7 +20,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from .visibility import RESULTS, SHARED
+from .visibility import RESULTS, SHARED, write_latest
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,12 +75,7 @@ def main(argv=None) -> int:
                     }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "latest-orientation.json").write_text(json.dumps(rows, indent=2))
-    text = markdown(rows)
-    (out / "latest-orientation.md").write_text(text)
-    print(text)
+    write_latest(args.out, "orientation", rows, markdown(rows))
     return 0
 
 

@@ -52,6 +52,15 @@ def _names(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
+def write_latest(out: str | Path, name: str, data, text: str) -> None:
+    """``latest-<name>.json`` and ``.md`` in ``out`` (made if missing); the table is printed too."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"latest-{name}.json").write_text(json.dumps(data, indent=2))
+    (folder / f"latest-{name}.md").write_text(text)
+    print(text)
+
+
 def all_images() -> list[str]:
     return sorted(p.name for p in (SHARED / "images").iterdir() if p.suffix.lower() in (".png", ".jpg"))
 
