@@ -585,3 +585,21 @@ def test_a_lossy_file_is_reported_as_written(taef2, small_artwork, tmp_path):
     result.save(tmp_path / "art.png")
     assert result.report.strength == unencoded
     assert not any(n.startswith("measured as written") for n in result.report.notes)
+
+
+def test_a_transparent_image_is_measured_flattened_over_white_too(taef2, small_artwork):
+    """Sites flatten transparent images over white, replacing the colour stored under transparent pixels,
+    which the optimiser did see: the report measures that copy too (against the target flattened the same
+    way) and says to flatten first when it lost a quarter or more; an opaque image gets no such note."""
+    import re
+
+    rgb = np.asarray(small_artwork.resize((144, 96)))
+    alpha = np.full((96, 144), 255, np.uint8)
+    alpha[:, :120] = 0  # five sixths transparent (a figure on an empty canvas), the picture kept under it
+    image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    said = fixative.protect(image, "edit", models=[taef2], steps=6, quality="fast", seed=4).report
+    (note,) = [n for n in said.notes if n.startswith("flattened over white")]
+    flattened = float(re.search(r"strength (-?[0-9.]+)", note).group(1))
+    assert flattened < 0.75 * said.strength and "flatten the image onto its background" in note
+    opaque = _quick(Image.fromarray(np.dstack([rgb, np.full_like(alpha, 255)]), "RGBA"), taef2)
+    assert not any(n.startswith("flattened") for n in opaque.report.notes)
