@@ -82,7 +82,10 @@ def test_battery_names_the_public_cleaners():
         "jpeg 70",
         "jpeg 50",
         "crop 10% + resize",
+        "crop 4 px",
         "downscale 0.5",
+        "served at 0.5",
+        "served at 0.25",
         "downscale 0.25",
         "noise 0.05 + resize",
         "noise 0.1 + resize",
@@ -112,6 +115,8 @@ def test_eot_plans_the_training_mix_in_its_shares_over_each_kinds_whole_range_an
     kinds = {d.kind for d in eot.plan(torch.Generator().manual_seed(0), 2 * len(everything), everything)}
     assert kinds == set(eot.available_kinds())
     x = step_with_grain(32)[None].requires_grad_(True)
+    shifted = eot.apply(eot.Draw("shift", 3.0, 13), x)  # 3 rows, 13 % 8 = 5 columns off the grid
+    assert shifted.shape == (1, 3, 29, 27) and torch.equal(shifted, x[..., 3:, 5:])
     for drawn in (eot.Draw("crop", 0.1), eot.Draw("noisy_resize", 0.08, 1), eot.Draw("adverse", 16.0)):
         out = eot.apply(drawn, x)
         assert out.shape == x.shape
@@ -154,11 +159,11 @@ def test_crop_and_resize_is_scored_against_the_equally_cropped_target(taef2):
     goal = Target("style", "image", "a test target", image=torch.rand(3, 96, 96))
     probe = StrengthProbe.build(taef2, goal, original)
     crop = next(c for c in purify.standard() if c.name.startswith("crop"))
-    served = [c for c in purify.standard() if c.name.startswith("served")]
-    assert [c.name for c in purify.standard() if c.moves_pixels] == [crop.name, *(c.name for c in served)]
-    rows = robustness([probe], goal.image, original, [crop, *served], 1.0, [])
-    assert [r.purification for r in rows] == ["crop 10% + resize", "served at 0.5", "served at 0.25"]
-    assert rows[0].strength > 0.999 and rows[1].strength > 0.999  # a served copy: its own tiles and target
-    assert rows[2].skipped and "under 32 pixels" in rows[2].skipped  # 24 x 24: too small to encode
+    moved = [c for c in purify.standard() if c.moves_pixels]
+    assert [c.name for c in moved] == [crop.name, "crop 4 px", "served at 0.5", "served at 0.25"]
+    rows = robustness([probe], goal.image, original, moved, 1.0, [])
+    assert [r.purification for r in rows] == [c.name for c in moved]
+    assert all(r.strength > 0.999 for r in rows[:3])  # a smaller copy: its own tiles and target
+    assert rows[3].skipped and "under 32 pixels" in rows[3].skipped  # 24 x 24: too small to encode
     unaligned = probe.strength(crop.apply(goal.image), crop.apply(original))[0]
     assert unaligned < 0.9  # what the check reported before it re-aligned the target

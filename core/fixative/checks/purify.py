@@ -305,6 +305,7 @@ def standard(impress_steps: int = 50) -> list[Purification]:
         Purification("jpeg 70", lambda x: jpeg(x, 70)),
         Purification("jpeg 50", lambda x: jpeg(x, 50)),
         Purification("crop 10% + resize", lambda x: crop_resize(x, 0.1), moves_pixels=True),
+        Purification("crop 4 px", lambda x: eot.shift(x, 4, 4), moves_pixels=True),
         Purification("downscale 0.5", lambda x: downscale_upscale(x, 0.5), fast=True),
         Purification("downscale 0.25", lambda x: downscale_upscale(x, 0.25)),
         Purification("served at 0.5", lambda x: served_at(x, 0.5), moves_pixels=True),

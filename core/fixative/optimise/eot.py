@@ -54,6 +54,14 @@ def served(images: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(images, size=size, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
 
 
+def shift(images: torch.Tensor, rows: float, columns: float = 0.0) -> torch.Tensor:
+    """The picture cropped by ``rows`` at the top and ``columns`` at the left (whole pixels, under the
+    encoder's 8-pixel cell): a copy cut off the latent grid, as a square thumbnail or a user's crop is. Like
+    a served copy it is smaller than the tile, so the loss meets the target cropped the same way."""
+    top, left = int(rows), int(columns)
+    return images[..., top:, left:]
+
+
 def crop_resample(images: torch.Tensor, share: float) -> torch.Tensor:
     """The resampling a crop-and-resize does (enlarged by 1 / (1 - share), then back), geometry undone so
     that each pixel still lines up with the target."""
@@ -132,7 +140,7 @@ class Draw:
 
 
 CLEAN = Draw("none")
-KINDS = ("none", "jpeg", "resize", "served", "crop", "blur", "noise", "noisy_resize", "adverse")
+KINDS = ("none", "jpeg", "resize", "served", "shift", "crop", "blur", "noise", "noisy_resize", "adverse")
 
 
 @functools.cache
@@ -203,7 +211,7 @@ def plan(generator: torch.Generator, count: int, mix: dict[str, Mix] | None = No
         if kind == "adverse":
             value = float(round(value))  # bilateral passes
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-        draws.append(Draw(kind, value, seed if kind in ("noise", "noisy_resize") else 0))
+        draws.append(Draw(kind, value, seed if kind in ("noise", "noisy_resize", "shift") else 0))
     return draws
 
 
@@ -215,6 +223,8 @@ def apply(drawn: Draw, images: torch.Tensor) -> torch.Tensor:
         return resize(images, drawn.value)
     if drawn.kind == "served":
         return served(images, drawn.value)
+    if drawn.kind == "shift":  # the seed picks the columns: rows and columns off the grid apart
+        return shift(images, drawn.value, drawn.seed % 8)
     if drawn.kind == "crop":
         return crop_resample(images, drawn.value)
     if drawn.kind == "blur":
