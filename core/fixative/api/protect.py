@@ -28,7 +28,7 @@ from ..checks.verdict import (
 )
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
-from ..load import Artwork, load_image, padded_for_encoders, to_artwork
+from ..load import Artwork, load_bytes, load_image, padded_for_encoders, to_artwork
 from ..models import Encoder, ModelEntry, find_models, load_encoders, precision_name
 from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult
@@ -38,7 +38,7 @@ from ..presets import Intensity, Quality
 from ..presets import intensity as intensity_preset
 from ..presets import quality as quality_preset
 from ..reports import EncoderStrength, ProtectReport
-from ..save import LOSSY, encode, pixels_of, save_image, to_pil
+from ..save import LOSSY, encode, save_image, to_pil
 from ..targets import Target, TargetRequest, make_target
 from ..version import __version__
 
@@ -93,9 +93,9 @@ class ProtectResult:
             said = f"measured before encoding as {named}; `fixative check` measures the file"
             self.report = dataclasses.replace(self.unencoded, notes=[*self.unencoded.notes, said])
             return data
-        self.report = self.measure(pixels_of(data))
+        self.report = self.measure(load_bytes(data).rgb)  # what a reader of the file gets
         unprotected = to_pil(self.artwork, self.artwork.rgb)
-        plain = pixels_of(encode(unprotected, self.artwork, fmt, None, jpeg_quality))
+        plain = load_bytes(encode(unprotected, self.artwork, fmt, None, jpeg_quality)).rgb
         codec = perceptual(self.artwork.rgb, plain)  # the change every figure of this file includes
         self.report.notes.append(
             f"measured as written ({named}): strength {self.report.strength:.2f}, {before:.2f} before "

@@ -26,7 +26,6 @@ from ..errors import FixativeError
 from ..optimise import eot
 
 Images = torch.Tensor
-SMALLEST_SERVED = 32  # pixels on the short side: the encoders' own floor (smaller images are padded to it)
 
 
 class PurificationUnavailable(FixativeError):
@@ -93,9 +92,9 @@ def served_at(images: Images, scale: float) -> Images:
     protection was made at, so a model sees the perturbation as averaged by the resizing."""
     h, w = images.shape[-2:]
     height, width = round(h * scale), round(w * scale)
-    if min(height, width) < SMALLEST_SERVED:
+    if min(height, width) < eot.SMALLEST:
         raise PurificationUnavailable(
-            f"the {width}x{height} copy would be under {SMALLEST_SERVED} pixels, too small to encode"
+            f"the {width}x{height} copy would be under {eot.SMALLEST} pixels, too small to encode"
         )
     return resize_to(images, height, width)
 

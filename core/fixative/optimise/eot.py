@@ -19,7 +19,7 @@ from kornia.filters import gaussian_blur2d
 
 from ..errors import FixativeError
 
-SMALLEST = 32  # pixels: a served copy is never made smaller than the encoders' floor
+SMALLEST = 32  # pixels: no served copy, here or in `check`, is smaller than the encoders' floor
 
 
 def jpeg(images: torch.Tensor, quality: float) -> torch.Tensor:

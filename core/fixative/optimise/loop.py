@@ -188,12 +188,13 @@ def gradient(
         x = original + d
         seen = transform(x)
         loss = x.new_zeros(())
-        # a served copy is smaller: its share of the pixels scales the distances it can add up to
+        # a served or shifted copy is smaller: its share of the pixels scales the distances it adds up to
+        resized = seen.shape[-2:] != x.shape[-2:]
         area = seen.shape[-2] * seen.shape[-1] / (x.shape[-2] * x.shape[-1])
         for e, probe in enumerate(problem.probes):
             fed = seen.contiguous(memory_format=torch.channels_last) if problem.channels_last[e] else seen
             sees = view_weight > 0 and problem.view_start[e] is not None
-            if area == 1:
+            if not resized:
                 target = torch.cat([probe.target[k] for k in batch])
                 pictures = torch.cat([probe.target_view()[k] for k in batch]) if sees else None
             else:

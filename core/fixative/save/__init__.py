@@ -1,5 +1,5 @@
 """Last step of the data path: write the protected copy with its metadata."""
 
-from .image import FORMATS, LOSSY, encode, pixels_of, save_image, to_pil
+from .image import FORMATS, LOSSY, encode, save_image, to_pil
 
-__all__ = ["FORMATS", "LOSSY", "encode", "pixels_of", "save_image", "to_pil"]
+__all__ = ["FORMATS", "LOSSY", "encode", "save_image", "to_pil"]

@@ -71,13 +71,6 @@ def encode(
     return buffer.getvalue()
 
 
-def pixels_of(data: bytes) -> torch.Tensor:
-    """The RGB pixels (3, H, W) 0..1 a reader gets back from ``encode``'s bytes."""
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
-
-
 def save_image(
     image: Image.Image,
     artwork: Artwork,
