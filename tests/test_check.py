@@ -588,3 +588,28 @@ def test_matched_noise_keeps_every_pixels_change_and_draws_its_signs_from_the_se
     assert not torch.equal(noise, matched_noise(original, protected, seed=8))
     assert torch.equal(matched_noise(original, protected, seed=7, levels=255), (expected * 255).round() / 255)
     assert torch.equal(original, torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(3)))
+
+
+def test_a_copy_a_site_flattened_is_compared_with_the_original_flattened_the_same_way(
+    taef2_path, small_artwork, tmp_path
+):
+    """A site flattens a transparent upload over its own background (here black): the copy is compared
+    with the original flattened over the colour the copy shows where the original is wholly transparent,
+    not with the colour stored under transparent pixels (which made the flattening itself look like a
+    perturbation: PSNR 9 dB)."""
+    import numpy as np
+
+    rgb = np.asarray(small_artwork.resize((128, 96)))
+    alpha = np.full((96, 128), 255, np.uint8)
+    alpha[:, :40] = 0
+    image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    result = fixative.protect(image, "edit", models=[str(taef2_path)], steps=4, quality="fast", seed=2)
+    kept = np.asarray(result.image, dtype=float)
+    over_black = np.round(kept[..., :3] * kept[..., 3:] / 255).astype(np.uint8)
+    site = tmp_path / "served.png"
+    Image.fromarray(over_black, "RGB").save(site)
+    common = dict(original=image, models=[str(taef2_path)], fast=True, transfer=False)
+    checked = fixative.check(site, metadata_from=result.save(tmp_path / "figure.png"), **common)
+    assert any("flattened over the file's background (RGB 0, 0, 0)" in n for n in checked.notes)
+    assert checked.perceptual.psnr_db > 30
+    assert checked.strength > 0.5 * result.report.strength

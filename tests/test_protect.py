@@ -603,3 +603,27 @@ def test_a_transparent_image_is_measured_flattened_over_white_too(taef2, small_a
     assert flattened < 0.75 * said.strength and "flatten the image onto its background" in note
     opaque = _quick(Image.fromarray(np.dstack([rgb, np.full_like(alpha, 255)]), "RGBA"), taef2)
     assert not any(n.startswith("flattened") for n in opaque.report.notes)
+
+
+def test_a_transparent_image_written_as_jpeg_is_flattened_over_white_and_checked_so(
+    taef2, small_artwork, tmp_path
+):
+    """JPEG keeps no transparency: dropping the alpha plane showed the picture stored under transparent
+    pixels (here the erased part of the artwork). The file is flattened over white, its report compares it
+    with the original and target flattened the same way, and ``check`` of it against the transparent
+    original agrees (it flattens the original over the background the file shows)."""
+    rgb = np.asarray(small_artwork.resize((144, 96)))
+    alpha = np.full((96, 144), 255, np.uint8)
+    alpha[:, :48] = 0
+    alpha[:, 48:56] = 128  # a soft edge
+    image = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    result = fixative.protect(image, "edit", models=[taef2], steps=4, quality="fast", seed=1)
+    out = result.save(tmp_path / "figure.jpg", jpeg_quality=90)
+    written = np.asarray(Image.open(out).convert("RGB"), dtype=float)
+    assert written[:, :44].min() >= 250  # white where the original is transparent, not the hidden picture
+    assert any(n.startswith("written flattened over white") for n in result.report.notes)
+    assert result.report.perceptual.psnr_db > 30  # the same picture as the flattened original
+    checked = fixative.check(out, original=image, models=[taef2], fast=True, transfer=False)
+    assert any("flattened over the file's background (RGB 255, 255, 255)" in n for n in checked.notes)
+    assert checked.strength == pytest.approx(result.report.strength, abs=0.01)
+    assert checked.perceptual.psnr_db == pytest.approx(result.report.perceptual.psnr_db, abs=0.05)

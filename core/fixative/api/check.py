@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from .. import features
 from ..checks import estimate, purify
-from ..checks.measures import feature_shift, model_view, perceptual
+from ..checks.measures import feature_shift, model_view, over_background, perceptual
 from ..checks.null import matched_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict, view_of
@@ -30,7 +32,7 @@ from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
 from ..targets import Target, TargetRequest, make_target, rebuild_target
 from ..version import __version__
-from .protect import DEFINITIONS, ProgressFn, strength_row
+from .protect import DEFINITIONS, ProgressFn, flattened, strength_row
 
 # A copy whose proportions differ from the original's by more than this share was cropped, not resized
 COPY_ASPECT_TOLERANCE = 0.02
@@ -42,7 +44,8 @@ class _Inputs:
     orig: Artwork | None  # at the file's size (resized like it, when the file is a resized copy)
     meta: dict | None
     notes: list[str] = field(default_factory=list)
-    full: Artwork | None = None  # the original at its own size, when the file is a resized copy
+    full: Artwork | None = None  # the original as given, when the file is a resized or flattened copy
+    backdrop: tuple | None = None  # (alpha, background) the original was flattened with, to match the file
 
     @property
     def exact(self) -> bool:
@@ -243,17 +246,41 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
             "can be measured; pass --original ORIG to measure perceptual cost and feature "
             "shift"
         )
-    full = None
-    if orig is not None and orig.rgb.shape != art.rgb.shape:
-        full, orig = orig, resized_like(orig, art)
+    source, backdrop = orig, None
+    if orig is not None and orig.transparent and not art.transparent:
+        background = background_of(art, orig.alpha)
+        backdrop = (orig.alpha, background)
+        orig = flattened(orig, None, background)[0]
+        colour = ", ".join(f"{round(255 * float(c))}" for c in background.flatten())
         notes.append(
-            f"this file is {art.size[0]}x{art.size[1]}, the original {full.size[0]}x{full.size[1]}: "
+            "the original is transparent and this file is not (a JPEG, or a site flattened it): compared "
+            f"with the original and target flattened over the file's background (RGB {colour})"
+        )
+    resized = orig is not None and orig.rgb.shape != art.rgb.shape
+    if resized:
+        orig = resized_like(orig, art)
+        notes.append(
+            f"this file is {art.size[0]}x{art.size[1]}, the original {source.size[0]}x{source.size[1]}: "
             "compared with the original resized the same way (Lanczos, as most sites resize), and the "
             "target made on the original, then resized too; the resizing is in every figure"
         )
     art, _ = padded_for_encoders(art)
     orig = None if orig is None else padded_for_encoders(orig)[0]
-    return _Inputs(art, orig, art.metadata, [*art.notes, *notes], full)
+    # the target is made on the original as given (at its own size, before any flattening)
+    full = source if resized else padded_for_encoders(source)[0] if backdrop is not None else None
+    return _Inputs(art, orig, art.metadata, [*art.notes, *notes], full, backdrop)
+
+
+def background_of(copy: Artwork, alpha) -> torch.Tensor:
+    """The colour a flattened copy shows where the original is wholly transparent (its median there, as
+    (3, 1, 1)); white, as ``save.flattened`` writes, when under 1 % of the original is."""
+    h, w = copy.rgb.shape[-2:]
+    if alpha.shape != (h, w):
+        alpha = np.asarray(Image.fromarray(alpha).resize((w, h), Image.Resampling.BOX))
+    empty = torch.from_numpy(np.asarray(alpha) == 0)
+    if int(empty.sum()) < max(16, 0.01 * h * w):
+        return torch.ones(3, 1, 1)
+    return copy.rgb[:, empty].median(dim=1).values.view(3, 1, 1)
 
 
 def metadata_of(source, art: Artwork, notes: list[str]) -> dict:
@@ -353,9 +380,15 @@ def target_of(given: _Inputs, target_image, pipeline, device) -> tuple[Target | 
             "no original given: strengths are estimates from a stand-in original, and a verdict needs the "
             "protection to show in the pixels (see estimate)"
         )
-    if given.full is not None and goal.image is not None:  # then resized like the copy
+    if given.backdrop is not None and goal.image is not None:  # flattened like the copy (a padded one's
+        alpha, background = given.backdrop  # alpha on its edge pixels, as ``padded_for_encoders`` pads)
+        h, w = goal.image.shape[-2:]
+        alpha = np.pad(alpha, ((0, h - alpha.shape[0]), (0, w - alpha.shape[1])), mode="edge")
+        goal = dataclasses.replace(goal, image=over_background(goal.image, alpha, background))
+    if given.full is not None and goal.image is not None:
         height, width = given.orig.rgb.shape[-2:]
-        goal = dataclasses.replace(goal, image=purify.resize_to(goal.image, height, width))
+        if goal.image.shape[-2:] != (height, width):  # resized like the copy too
+            goal = dataclasses.replace(goal, image=purify.resize_to(goal.image, height, width))
     return goal, info
 
 

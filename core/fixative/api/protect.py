@@ -65,7 +65,7 @@ class ProtectResult:
     report: ProtectReport
     metadata: dict
     # The report of other pixels of the same protection (a lossy file's): holds the encoders and target
-    measure: Callable[[torch.Tensor], ProtectReport] | None = field(default=None, repr=False)
+    measure: Callable[[torch.Tensor, bool], ProtectReport] | None = field(default=None, repr=False)
     unencoded: ProtectReport | None = field(default=None, repr=False)  # the report of ``rgb`` itself
 
     def save(self, path: str | Path, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
@@ -81,29 +81,41 @@ class ProtectResult:
     def encoded(self, fmt: str, jpeg_quality: int = 95) -> bytes:
         """The file's bytes in ``fmt`` (``save.FORMATS``' values), the report made of that file: a lossy
         file's own pixels are measured again (WebP at quality 95, 4:2:0 chroma, left strength 0.13 of 0.18
-        on a 320 x 256 crop of Mucha's Reverie, which the report of the pixels before encoding claimed)."""
+        on a 320 x 256 crop of Mucha's Reverie, which the report of the pixels before encoding claimed).
+        A transparent image written as JPEG is flattened over white and measured against the original and
+        target flattened the same way."""
         data = encode(self.image, self.artwork, fmt, self.metadata, jpeg_quality)
         if self.unencoded is None:
             self.unencoded = self.report
         if fmt not in LOSSY:
             self.report = self.unencoded
             return data
+        flat = fmt == "JPEG" and self.artwork.transparent
         named, before = f"{fmt} quality {jpeg_quality}", self.unencoded.strength
+        said = [FLATTENED] if flat else []
         if self.measure is None:
-            said = f"measured before encoding as {named}; `fixative check` measures the file"
-            self.report = dataclasses.replace(self.unencoded, notes=[*self.unencoded.notes, said])
+            said.append(f"measured before encoding as {named}; `fixative check` measures the file")
+            self.report = dataclasses.replace(self.unencoded, notes=[*self.unencoded.notes, *said])
             return data
-        self.report = self.measure(load_bytes(data).rgb)  # what a reader of the file gets
+        self.report = self.measure(load_bytes(data).rgb, flat)  # what a reader of the file gets
         unprotected = to_pil(self.artwork, self.artwork.rgb)
         plain = load_bytes(encode(unprotected, self.artwork, fmt, None, jpeg_quality)).rgb
-        codec = perceptual(self.artwork.rgb, plain)  # the change every figure of this file includes
-        self.report.notes.append(
+        original = flattened(self.artwork, None)[0].rgb if flat else self.artwork.rgb
+        codec = perceptual(original, plain)  # the change every figure of this file includes
+        self.report.notes += [
+            *said,
             f"measured as written ({named}): strength {self.report.strength:.2f}, {before:.2f} before "
             f"encoding; the codec's own change is in every figure (the original written the same way: "
             f"PSNR {codec.psnr_db:.1f} dB, flat areas {codec.flat_rms_255:.1f}/255 RMS, max change "
-            f"{codec.linf_255:.0f}/255)"
-        )
+            f"{codec.linf_255:.0f}/255)",
+        ]
         return data
+
+
+FLATTENED = (
+    "written flattened over white (JPEG keeps no transparency): measured against the original and target "
+    "flattened the same way; write PNG or WebP to keep the transparency"
+)
 
 
 def protect(
@@ -148,10 +160,11 @@ def protect(
     pil, protected = quantise(work, change, budget, gradient)  # 7
     del change, gradient, budget  # freed before the measuring (the budget's limit: another 201 MB)
 
-    def measured(pixels: torch.Tensor) -> ProtectReport:  # 8, 9
-        report = make_report(work, pixels, encoders, goal, opts, preset, optimised, tile, started)
+    def measured(pixels: torch.Tensor, flat: bool = False) -> ProtectReport:  # 8, 9
+        seen, aim = flattened(work, goal) if flat else (work, goal)  # a JPEG of a transparent image
+        report = make_report(seen, pixels, encoders, aim, opts, preset, optimised, tile, started)
         report.budget["masked"] = user_mask is not None
-        report.transfer = transfer(work.rgb, pixels, encoders, goal, opts, tile, report.notes)
+        report.transfer = transfer(seen.rgb, pixels, encoders, aim, opts, tile, report.notes)
         return report
 
     report = measured(protected)
@@ -360,9 +373,9 @@ def make_report(
     )
     if report.perceptual.lpips is None:
         report.notes.append("LPIPS not measured: its AlexNet weights are not on this machine")
-    flattened = over_white(artwork, protected, encoders, goal, tile, report.strength)
-    if flattened is not None:
-        report.notes.append(flattened)
+    flat = over_white(artwork, protected, encoders, goal, tile, report.strength)
+    if flat is not None:
+        report.notes.append(flat)
     weak = weak_note(rows, opts.intensity)
     if weak:
         report.notes.append(weak)
@@ -376,13 +389,11 @@ def over_white(
     optimiser sees the colour stored under transparent pixels, which such a copy replaces: an edit shield
     of a 256² Great Wave whose transparent half still held the picture measured 0.18 stored, 0.10 flattened.
     ``strength`` is the file's own (the advice to flatten first is given when a quarter of it is lost)."""
-    alpha = artwork.alpha
-    if alpha is None or tuple(alpha.shape) != tuple(protected.shape[-2:]) or alpha.min() == 255:
+    if not artwork.transparent or tuple(artwork.alpha.shape) != tuple(protected.shape[-2:]):
         return None
-    original, flat = over_background(artwork.rgb, alpha), over_background(protected, alpha)
-    if goal.image is not None:  # the target is flattened the same way
-        goal = dataclasses.replace(goal, image=over_background(goal.image, alpha))
-    weakest = min(measure(original, flat, encoders, goal, tile), key=lambda r: r.strength)
+    original, goal = flattened(artwork, goal)
+    flat = over_background(protected, artwork.alpha)
+    weakest = min(measure(original.rgb, flat, encoders, goal, tile), key=lambda r: r.strength)
     seen = "" if weakest.decoded_share is None else f", what the model sees {weakest.decoded_share:.2f}"
     advice = (
         "; to protect what such sites show, flatten the image onto its background before protecting"
@@ -393,6 +404,18 @@ def over_white(
         f"flattened over white, as many sites show a transparent image: strength {weakest.strength:.2f} "
         f"({beside_noise(weakest)}){seen}{advice}"
     )
+
+
+def flattened(
+    artwork: Artwork, goal: Target | None, background: float | torch.Tensor = 1.0
+) -> tuple[Artwork, Target | None]:
+    """The original and the target as a copy flattened over ``background`` (white: ``save.flattened``)
+    shows them."""
+    alpha = artwork.alpha
+    flat = dataclasses.replace(artwork, rgb=over_background(artwork.rgb, alpha, background), alpha=None)
+    if goal is not None and goal.image is not None:
+        goal = dataclasses.replace(goal, image=over_background(goal.image, alpha, background))
+    return flat, goal
 
 
 def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:

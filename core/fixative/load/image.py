@@ -39,6 +39,11 @@ class Artwork:
         return self.rgb.shape[2], self.rgb.shape[1]
 
     @property
+    def transparent(self) -> bool:
+        """Has pixels a site would flatten (alpha under 255 somewhere)."""
+        return self.alpha is not None and int(self.alpha.min()) < 255
+
+    @property
     def grey(self) -> bool:
         return self.mode in ("L", "LA", "I;16", "I;16B", "I;16L", "I", "1")
 
