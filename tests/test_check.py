@@ -276,6 +276,8 @@ def test_without_original_is_an_estimate_and_says_so(protected_files):
     assert any("perceptual cost not measured" in n for n in estimate["notes"])
     assert [r["purification"] for r in exact["robustness"]] == ["jpeg 75", "downscale 0.5"]
     assert exact["transfer"] == []
+    # the quick subset is the optimistic end of the full check, and a verdict names what it did not measure
+    assert exact["verdict"].startswith("protected; not measured against the full check's"), exact["verdict"]
 
 
 def test_check_in_bf16_measures_what_fp32_measures(monkeypatch, protected_files):

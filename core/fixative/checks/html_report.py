@@ -149,7 +149,7 @@ def bar_chart(rows: list[Bar], marks, label: str, width: int, bar_height: int) -
 
 
 def _verdict_class(verdict: str) -> str:
-    if verdict == "protected":
+    if verdict.startswith("protected"):  # "protected; not measured against ..." too
         return "protected"
     if verdict.startswith("weakened"):
         return "weakened"
