@@ -417,7 +417,7 @@ def test_cli_reports_and_min_strength(protected_files, tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert code == 0 and "PROTECTED" in text and "jpeg 75" in text
-    assert json.loads(out_json.read_text())["verdict"] == "protected"
+    assert json.loads(out_json.read_text())["verdict"].startswith("protected; not measured against the full")
     assert (
         main(
             [
