@@ -209,6 +209,7 @@ class ProtectImage:
                 out[b, ..., :3] = result.rgb.permute(1, 2, 0)
                 report = result.report.to_dict()
                 report.pop("source", None)
+                report["metadata"] = result.metadata  # what a file would carry: Check Protection reads it
                 reports.append(report)
                 bar.update_absolute((b + 1) * per_image)
             del encoders
@@ -302,6 +303,23 @@ def _latent_picture(latents: torch.Tensor, height: int, width: int) -> torch.Ten
     return F.interpolate(z, size=(height, width), mode="nearest")
 
 
+def _recorded(report: str | None, batch: int) -> list[dict | None]:
+    """Per image, the metadata Protect Image's report recorded (what a file would carry), if connected."""
+    if not report:
+        return [None] * batch
+    try:
+        images = json.loads(report)["images"]
+        found = [entry.get("metadata") for entry in images]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _fail("'report' is not Protect Image's report; connect its report output") from None
+    if len(found) != batch or not all(isinstance(m, dict) for m in found):
+        raise _fail(
+            f"the report is of {len(found)} image(s) from Protect Image, the batch has {batch}; connect the "
+            "report of the same run (from this version of the node)"
+        )
+    return found
+
+
 class CheckProtection:
     """Measure a protected image and show what the model's encoder sees in it."""
 
@@ -313,6 +331,15 @@ class CheckProtection:
             "required": {"image": ("IMAGE",)},
             "optional": {
                 "original": ("IMAGE",),
+                "report": (
+                    "STRING",
+                    {
+                        "forceInput": True,
+                        "tooltip": "Protect Image's report: the target and seed it used, so the strength "
+                        "toward that target can be measured",
+                    },
+                ),
+                "target": ("IMAGE", {"tooltip": "the target image Protect Image was given, if any"}),
                 "vae": ("VAE",),
                 "encoder": (ENCODER_TYPE,),
                 "thorough": (
@@ -330,7 +357,7 @@ class CheckProtection:
     FUNCTION = "check"
     CATEGORY = CATEGORY
 
-    def check(self, image, original=None, vae=None, encoder=None, thorough=False):
+    def check(self, image, original=None, vae=None, encoder=None, thorough=False, report=None, target=None):
         import fixative
         from fixative.errors import FixativeError
 
@@ -341,6 +368,8 @@ class CheckProtection:
             pixels = image.detach().float().cpu().clone()
             originals = None if original is None else original.detach().float().cpu().clone()
             encoders = _encoders(vae, encoder, device, dtype, with_decoder=True)
+            recorded = _recorded(report, batch)
+            goals = None if target is None else target.detach().float().cpu().clone()
             bar = host.progress_bar(batch)
             for b in range(batch):
                 if host.interrupted():
@@ -353,7 +382,13 @@ class CheckProtection:
                 report = direct
                 try:
                     checked = fixative.check(
-                        protected, original=before, models=encoders, device=device, fast=not thorough
+                        protected,
+                        original=before,
+                        models=encoders,
+                        device=device,
+                        fast=not thorough,
+                        metadata_from=recorded[b],
+                        target=None if goals is None else _rgb(goals, min(b, goals.shape[0] - 1)),
                     )
                     report = dict(checked.to_dict(), measured_by="fixative.check", noise_comparison=direct)
                 except FixativeError as exc:  # e.g. no original and no metadata: nothing it can measure

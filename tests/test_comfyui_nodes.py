@@ -380,6 +380,25 @@ def test_load_encoder_chain_and_check(comfy, pack, models_dir, protected, artwor
     assert "original" in json.dumps(json.loads(bare))
 
 
+def test_check_measures_the_strength_with_protect_images_report(pack, protected, artworks, target, taef2_vae):
+    """IMAGE tensors carry no metadata, so alone the check reads "not measured"; with Protect Image's report
+    (and its target image) connected it rebuilds the target and measures what Protect Image reported."""
+    check = pack.NODE_CLASS_MAPPINGS["FixativeCheckProtection"]()
+    report = json.dumps(protected["report"])
+    with torch.inference_mode():
+        alone, _ = check.check(protected["out"], original=artworks, vae=taef2_vae)
+        measured, _ = check.check(
+            protected["out"], original=artworks, vae=taef2_vae, report=report, target=target
+        )
+    assert all(entry["verdict"] == "not measured" for entry in json.loads(alone)["images"])
+    for entry, said in zip(json.loads(measured)["images"], protected["report"]["images"], strict=True):
+        assert entry["measured_by"] == "fixative.check" and entry["target"]["rebuilt"] is True
+        assert entry["strength"] == pytest.approx(said["strength"], abs=0.01)
+        assert entry["target"]["hash_match"] is True
+    with pytest.raises(Exception, match="report is of 2 image"):
+        check.check(protected["out"][:1], original=artworks[:1], vae=taef2_vae, report=report)
+
+
 def test_load_encoder_unknown_file(pack, models_dir):
     from fixative.errors import FixativeError
 

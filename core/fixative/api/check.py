@@ -82,7 +82,7 @@ def check(
     the encoders' (``auto``: bf16 on a CPU that computes it in hardware, as ``protect``; every figure within
     0.006 of fp32's, docs/check.md). ``metadata_from``: the protected file as Fixative wrote it, whose
     metadata to use, for a copy a site served (metadata stripped; a resized copy is compared with the
-    original resized the same way).
+    original resized the same way), or that metadata itself as a dict (``ProtectResult.metadata``).
     """
     result, visuals = run_check(
         protected, original, models, device, fast, target, pipeline,
@@ -296,7 +296,15 @@ def background_of(copy: Artwork, alpha) -> torch.Tensor:
 
 def metadata_of(source, art: Artwork, notes: list[str]) -> dict:
     """The Fixative metadata of ``source`` (the protected file as Fixative wrote it), for a copy a site
-    served: sites strip metadata."""
+    served: sites strip metadata. A dict is the metadata itself, from a host that keeps it beside pixels
+    that carry none (ComfyUI's IMAGE tensors: Protect Image's report)."""
+    if isinstance(source, dict):
+        if not isinstance(source.get("target"), dict):
+            raise BadImageError(
+                "the metadata given records no target: give what Fixative wrote with the image"
+            )
+        notes.append("Fixative metadata given beside the image (it carries none of its own)")
+        return source
     given = to_artwork(source, "metadata source")
     name = given.source or "the metadata source"
     if given.metadata is None:
