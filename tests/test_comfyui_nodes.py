@@ -153,6 +153,31 @@ def test_pack_loads_like_comfyui(pack, models_dir):
     assert choices == ["vae_approx/taef2_encoder.pth"]  # decoders are not offered as encoders
 
 
+def test_the_check_example_wires_protect_images_report_into_the_check(pack):
+    """Every link of protect_and_check.json joins an output to an input of the same type, by the names the
+    nodes declare (Fixative's nodes) or ComfyUI's (LoadImage, SaveImage, PreviewImage)."""
+    workflow = json.loads((PACK / "example_workflows" / "protect_and_check.json").read_text())
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    assert [n["type"] for n in workflow["nodes"]] == [
+        "LoadImage", "FixativeProtectImage", "SaveImage", "FixativeCheckProtection", "PreviewImage"
+    ]  # fmt: skip
+    check = pack.NODE_CLASS_MAPPINGS["FixativeCheckProtection"]
+    spec = check.INPUT_TYPES()
+    declared = {k: v[0] for part in ("required", "optional") for k, v in spec[part].items()}
+    for node in workflow["nodes"]:
+        if node["type"] == "FixativeCheckProtection":
+            assert {i["name"]: i["type"] for i in node["inputs"]} == {
+                k: t for k, t in declared.items() if t != "BOOLEAN"
+            }
+            assert [o["name"] for o in node["outputs"]] == list(check.RETURN_NAMES)
+    for link_id, src, out_slot, dst, in_slot, kind in workflow["links"]:
+        output, given = nodes[src]["outputs"][out_slot], nodes[dst]["inputs"][in_slot]
+        assert output["type"] == given["type"] == kind and link_id in output["links"]
+        assert given["link"] == link_id
+    wired = {nodes[dst]["inputs"][slot]["name"] for _, _, _, dst, slot, _ in workflow["links"] if dst == 4}
+    assert wired == {"image", "original", "report"}
+
+
 def test_example_workflow_matches_the_nodes(pack):
     workflow = json.loads((PACK / "example_workflows" / "protect_image.json").read_text())
     types = [n["type"] for n in workflow["nodes"]]
