@@ -153,6 +153,8 @@ def test_the_quick_device_check_runs_on_a_cpu(tmp_path):
         ("sd", "eager"),
     ]
     assert "share of limit" in (tmp_path / "latest-quick.md").read_text()
+    # the compiled protection counts its compilations (dynamic shapes: a served draw is a new size)
+    assert result["protect"][-1]["graphs_compiled"] >= 2 and "graphs_compiled" not in result["protect"][0]
 
 
 def test_efficacy_preset_changes_are_read_as_numbers():
