@@ -141,7 +141,7 @@ def protect_time(encoder, art: torch.Tensor, goal, budget, steps: int | None = N
     return {"seconds": result.seconds, "steps": result.steps, "strength": result.history[-1]}
 
 
-def quick(args: argparse.Namespace, image: str, log) -> dict:
+def quick(args: argparse.Namespace, image: str, log, save=lambda found: None) -> dict:
     from fixative.optimise import perceptual_budget
     from fixative.plugins import hooks
     from fixative.presets import intensity
@@ -169,6 +169,7 @@ def quick(args: argparse.Namespace, image: str, log) -> dict:
         row["flop_limit_seconds"] = limit
         row["share_of_limit"] = limit / cost["seconds_per_step"]
         out["steps"].append(row)
+        save(out)
         log(
             f"sd {size}² {name}: {cost['seconds_per_step']:.4f} s/step; the step is "
             f"{cost['step_tflop']:.3f} TFLOP (forward {cost['forward_tflop']:.3f}), limit "
@@ -181,6 +182,7 @@ def quick(args: argparse.Namespace, image: str, log) -> dict:
         encoder = compiled(load_encoder("sd", args.models).to(device=device, dtype=DTYPES[fastest]), mode)
         cost = step_cost(encoder, art, goal, budget, steps, count=False)
         out["compiled"].append({"encoder": "sd", "precision": fastest, "mode": mode, **cost})
+        save(out)
         log(
             f"sd {size}² {fastest} torch.compile {mode}: {cost['seconds_per_step']:.4f} s/step "
             f"(warm-up with compilation {cost['warm_up_seconds']:.1f} s)"
@@ -197,6 +199,7 @@ def quick(args: argparse.Namespace, image: str, log) -> dict:
         if mode:
             timing["graphs_compiled"] = graphs_compiled() - graphs
         out["protect"].append({"encoder": name, "precision": fastest, "compile": mode, **timing})
+        save(out)
         how = f"{fastest}, torch.compile {mode}, dynamic shapes" if mode else fastest
         log(f"{name} {size}² default ({how}): {timing['seconds']:.2f} s, {timing['steps']} steps")
         del encoder
@@ -218,6 +221,11 @@ def markdown(result: dict) -> str:
         f"{result['device']}. FLOP limit: the step's counted FLOPs / the measured matmul peak in its "
         "precision.",
         f"The issue's figure for the SD VAE encoder's forward pass at 512²: {SD_FORWARD_TFLOP_512} TFLOP.",
+        *(
+            ["", "**Unfinished**: the run stopped before its last part; the rows below are what it measured."]
+            if not result.get("finished", True)
+            else []
+        ),
         "",
         "| encoder | size | precision | s / step | step TFLOP (forward) | peak TFLOP/s | FLOP limit s "
         "| share of limit |",
@@ -255,15 +263,20 @@ def markdown(result: dict) -> str:
 
 
 def main(args: argparse.Namespace, image: str, log) -> int:
-    """Run the quick check on ``image`` (a path) and write its table and JSON."""
+    """Run the quick check on ``image`` (a path) and write its table and JSON, again after each part: a
+    run stopped at a lent machine's time limit still leaves what it measured (``"finished": false``)."""
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    result = {"started": started, **quick(args, image, log)}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    text = markdown(result)
-    for name in (f"quick-{stamp}", "latest-quick"):
-        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
-        (out_dir / f"{name}.md").write_text(text)
-    print(text)
+
+    def write(found: dict, finished: bool) -> str:
+        result = {"started": started, "finished": finished, **found}
+        text = markdown(result)
+        for name in (f"quick-{stamp}", "latest-quick"):
+            (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2))
+            (out_dir / f"{name}.md").write_text(text)
+        return text
+
+    print(write(quick(args, image, log, save=lambda found: write(found, False)), True))
     return 0

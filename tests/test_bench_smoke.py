@@ -152,9 +152,45 @@ def test_the_quick_device_check_runs_on_a_cpu(tmp_path):
         ("taef2", None),
         ("sd", "eager"),
     ]
-    assert "share of limit" in (tmp_path / "latest-quick.md").read_text()
+    assert "share of limit" in (tmp_path / "latest-quick.md").read_text() and result["finished"] is True
     # the compiled protection counts its compilations (dynamic shapes: a served draw is a new size)
     assert result["protect"][-1]["graphs_compiled"] >= 2 and "graphs_compiled" not in result["protect"][0]
+
+
+def test_a_quick_check_stopped_midway_leaves_what_it_measured(monkeypatch, tmp_path):
+    """A lent GPU machine stops a command at its time limit: each finished part is written at once."""
+    import argparse
+
+    from bench import quick
+
+    row = {"precision": "fp32", "seconds_per_step": 0.5, "step_tflop": 2.0, "forward_tflop": 1.0}
+    row.update(peak_tflops=100.0, flop_limit_seconds=0.02, share_of_limit=0.04)
+
+    def stopped(args, image, log, save):
+        save({"device": "GPU", "size": 512, "steps": [row], "protect": []})
+        raise KeyboardInterrupt  # the machine's limit
+
+    monkeypatch.setattr(quick, "quick", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        quick.main(argparse.Namespace(out=str(tmp_path)), "art.png", print)
+    left = json.loads((tmp_path / "latest-quick.json").read_text())
+    assert left["finished"] is False and left["steps"] == [row]
+    assert "Unfinished" in (tmp_path / "latest-quick.md").read_text()
+
+
+def test_the_device_kit_holds_the_models_the_artwork_and_its_script(tmp_path, taef2_path, artwork_path):
+    """``python -m bench.device_kit`` (wheels left out here: they come from the package index)."""
+    from bench import device_kit
+
+    shared = artwork_path.parents[1]
+    assert device_kit.main(["--out", str(tmp_path / "kit"), "--shared", str(shared), "--no-wheels"]) == 0
+    kit = tmp_path / "kit"
+    assert (kit / "models" / "taesd" / "taef2_encoder.pth").read_bytes() == (
+        shared / "models" / "taesd" / "taef2_encoder.pth"
+    ).read_bytes()
+    script = (kit / "run.sh").read_text()
+    assert "bench.run --quick" in script and "hokusai_great_wave.jpg" in script and "--no-index" in script
+    assert all("==" in p and p.split("==")[1] for p in device_kit.pinned())  # versions installed here
 
 
 def test_efficacy_preset_changes_are_read_as_numbers():
