@@ -81,7 +81,7 @@ class ProtectWorker:
         return result
 
     def _protect(self, row: dict) -> dict:
-        from ...api import protect
+        from ...api import protect, ready_for
         from ...load.image import load_bytes
         from ...save.image import FORMATS
 
@@ -97,6 +97,7 @@ class ProtectWorker:
             return {"status": "skipped", "error": ""}
         artwork = load_bytes(data, Path(source).name)
         artwork.source = source
+        artwork = ready_for(artwork, Path(output).suffix)
         target = load_bytes(storage.read_bytes(str(row["target"])), "target") if row["target"] else None
         engine = options.engine_options().model_copy(
             update={"models": options.models or self.models, "device": self.device}

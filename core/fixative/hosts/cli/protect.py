@@ -106,11 +106,12 @@ def run_here(args: argparse.Namespace, options: JobOptions, planned: list[plan.P
 
 
 def protect_one(decoded, item: plan.Planned, options: JobOptions, args, on_step) -> dict:
-    from ...api import protect
+    from ...api import protect, ready_for
     from ...load.image import from_decoded
 
     artwork = from_decoded(decoded)
     artwork.source = str(item.source)
+    artwork = ready_for(artwork, Path(item.output).suffix)
     result = protect(artwork, options=options.engine_options(), target=args.target, progress=on_step)
     written = result.save(item.output, overwrite=options.overwrite or options.skip_existing)
     report = dict(result.report.to_dict(), output=str(written))

@@ -366,7 +366,7 @@ class JobManager:
         )
 
     def _protect(self, job: Job, device: str) -> tuple[Path, dict, dict | None]:
-        from ...api import protect
+        from ...api import protect, ready_for
         from ...load import load_bytes
 
         def on_progress(done: int, total: int, info: dict) -> None:
@@ -381,8 +381,11 @@ class JobManager:
         options = self.engine_options(job, device)
         target = load_bytes(job.target_upload.read_bytes(), "target") if job.target_upload.exists() else None
         mask = _mask_array(job.mask_upload.read_bytes()) if job.mask_upload.exists() else None
+        artwork = ready_for(
+            load_bytes(job.upload.read_bytes(), job.filename), FORMAT_SUFFIXES[job.options.format]
+        )
         result = protect(
-            load_bytes(job.upload.read_bytes(), job.filename),
+            artwork,
             options=options,
             target=target,
             mask=mask,
