@@ -16,7 +16,7 @@ from ..errors import BadParameterError, FixativeError
 from ..hookspecs import hookimpl
 from .base import Target, TargetRequest, fit_to
 from .patterns import PATTERNS
-from .styles import STYLES, auto_style
+from .styles import STYLES, auto_style, charcoal
 
 
 def _downsized(image: torch.Tensor, longest: int = 512) -> torch.Tensor:
@@ -68,10 +68,38 @@ class ProceduralStyle(Maker):
     def make(self, request: TargetRequest) -> Target:
         name = request.style or auto_style(request.artwork)
         image = STYLES[name](request.artwork.cpu(), seed=request.seed)
-        return Target("style", self.kind, f"built-in style '{name}'", image=image, details={"style": name})
+        details = {"style": name, **({"paper": "plain"} if name == "charcoal" else {})}
+        return Target("style", self.kind, f"built-in style '{name}'", image=image, details=details)
+
+    def made(self, recorded: dict) -> bool:
+        return super().made(recorded) and not GrainyCharcoal.grainy(recorded)
 
     def restore(self, request: TargetRequest, details: dict) -> None:
         request.style = details.get("style")
+
+
+class GrainyCharcoal(ProceduralStyle):
+    """The charcoal style of files made before 2026-12-06, whose paper had a per-pixel grain (noise moved
+    toward it too: ``styles.charcoal``). Rebuilt for ``check`` only; new protections get plain paper."""
+
+    @staticmethod
+    def grainy(recorded: dict) -> bool:
+        details = recorded.get("details") or {}
+        return details.get("style") == "charcoal" and "paper" not in details
+
+    def can_make(self, request: TargetRequest) -> bool:
+        return False
+
+    def made(self, recorded: dict) -> bool:
+        return Maker.made(self, recorded) and self.grainy(recorded)
+
+    @hookimpl
+    def fixative_rebuild_target(self, recorded: dict, request: TargetRequest) -> Target | None:
+        if not self.made(recorded) or request.image is not None:
+            return None
+        image = charcoal(request.artwork.cpu(), seed=request.seed, grain=True)
+        details = {"style": "charcoal"}
+        return Target("style", self.kind, "built-in style 'charcoal'", image=image, details=details)
 
 
 class StyleImage(Maker):
@@ -272,6 +300,7 @@ PLUGINS = (
     AnchorConcept(),
     PipelineConcept(),
     ProceduralStyle(),
+    GrainyCharcoal(),
     StyleImage(),
     PipelineStyle(),
 )
