@@ -68,7 +68,7 @@ class ProceduralStyle(Maker):
     def make(self, request: TargetRequest) -> Target:
         name = request.style or auto_style(request.artwork)
         image = STYLES[name](request.artwork.cpu(), seed=request.seed)
-        details = {"style": name, **({"paper": "plain"} if name == "charcoal" else {})}
+        details = {"style": name, **({"paper": "fibre"} if name == "charcoal" else {})}
         return Target("style", self.kind, f"built-in style '{name}'", image=image, details=details)
 
     def made(self, recorded: dict) -> bool:
@@ -80,7 +80,7 @@ class ProceduralStyle(Maker):
 
 class GrainyCharcoal(ProceduralStyle):
     """The charcoal style of files made before 2026-12-06, whose paper had a per-pixel grain (noise moved
-    toward it too: ``styles.charcoal``). Rebuilt for ``check`` only; new protections get plain paper."""
+    toward it too: ``styles.charcoal``). Rebuilt for ``check`` only; new protections get fibre paper."""
 
     @staticmethod
     def grainy(recorded: dict) -> bool:
@@ -97,7 +97,7 @@ class GrainyCharcoal(ProceduralStyle):
     def fixative_rebuild_target(self, recorded: dict, request: TargetRequest) -> Target | None:
         if not self.made(recorded) or request.image is not None:
             return None
-        image = charcoal(request.artwork.cpu(), seed=request.seed, grain=True)
+        image = charcoal(request.artwork.cpu(), seed=request.seed, grain="pixel")
         details = {"style": "charcoal"}
         return Target("style", self.kind, "built-in style 'charcoal'", image=image, details=details)
 
