@@ -115,7 +115,7 @@ def verdict(
         )
     needed = PROTECTED_STRENGTH + (0 if exact else ESTIMATE_MARGIN)
     if not exact and PROTECTED_STRENGTH + ESTIMATE_BIAS_LEAST <= strength < needed:
-        # Estimates ran 0.16-0.56 too high: the exact strength may lie either side of the line.
+        # Estimates ran 0.16-0.62 too high: the exact strength may lie either side of the line.
         return "cannot tell (estimate only)", (
             f"estimated strength {strength:.2f}: estimates ran {ESTIMATE_BIAS_LEAST:.2f}-"
             f"{ESTIMATE_ERROR:.2f} too high on the calibration set, so the exact strength may be either "
