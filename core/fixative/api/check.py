@@ -21,12 +21,12 @@ from PIL import Image
 
 from .. import features
 from ..checks import estimate, purify
-from ..checks.measures import feature_shift, model_view, over_background, perceptual
+from ..checks.measures import feature_shift, model_view, perceptual
 from ..checks.null import matched_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict, view_of
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
-from ..load import Artwork, padded_for_encoders, to_artwork
+from ..load import Artwork, over_background, padded_for_encoders, to_artwork
 from ..models import Encoder, find_models, load_encoders, precision_name
 from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
@@ -277,8 +277,11 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
         )
     art, _ = padded_for_encoders(art)
     orig = None if orig is None else padded_for_encoders(orig)[0]
-    # the target is made on the original as given (at its own size, before any flattening)
-    full = source if resized else padded_for_encoders(source)[0] if backdrop is not None else None
+    full = None  # the original as given, which the target is made on (before any resizing or flattening)
+    if resized:
+        full = source
+    elif backdrop is not None:
+        full = padded_for_encoders(source)[0]
     return _Inputs(art, orig, art.metadata, [*art.notes, *notes], full, backdrop)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..checks.measures import over_background, perceptual
+from ..checks.measures import perceptual
 from ..checks.null import matched_noise, times_noise
 from ..checks.verdict import (
     NOISE_MULTIPLE,
@@ -28,7 +28,7 @@ from ..checks.verdict import (
 )
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
-from ..load import Artwork, load_bytes, load_image, padded_for_encoders, to_artwork
+from ..load import Artwork, load_bytes, load_image, over_background, padded_for_encoders, to_artwork
 from ..models import Encoder, ModelEntry, find_models, load_encoders, precision_name
 from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult

@@ -37,16 +37,6 @@ def perceptual(original: torch.Tensor, protected: torch.Tensor) -> Visibility:
     )
 
 
-def over_background(rgb: torch.Tensor, alpha, value: float | torch.Tensor = 1.0) -> torch.Tensor:
-    """``rgb`` (3, H, W) composited over a flat ``value`` (a grey level, or a (3, 1, 1) colour) by ``alpha``
-    (H, W, uint8 or 0..1), on the 8-bit grid: what a site that flattens transparent images (or a scraper
-    that mattes them) passes on."""
-    a = torch.as_tensor(alpha)
-    a = a.to(rgb) / 255.0 if a.dtype == torch.uint8 else a.to(rgb)
-    value = torch.as_tensor(value).to(rgb)
-    return ((rgb * a + value * (1 - a)) * 255).round() / 255
-
-
 def _limit(x: torch.Tensor, longest: int = 1024) -> torch.Tensor:
     h, w = x.shape[-2:]
     if max(h, w) <= longest:

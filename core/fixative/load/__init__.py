@@ -10,7 +10,16 @@ from ..lazy import exports
 
 _EXPORTS = {
     **dict.fromkeys(
-        ("Artwork", "MIN_SIDE", "from_pil", "load_bytes", "load_image", "padded_for_encoders", "to_artwork"),
+        (
+            "Artwork",
+            "MIN_SIDE",
+            "from_pil",
+            "load_bytes",
+            "load_image",
+            "over_background",
+            "padded_for_encoders",
+            "to_artwork",
+        ),
         "image",
     ),
     **dict.fromkeys(("MAX_PIXELS", "decode_file"), "decode"),

@@ -188,6 +188,16 @@ def to_artwork(image, name: str = "image") -> Artwork:
 MIN_SIDE = 32  # encoders downscale 8x and pad by reflection: smaller images are padded to this first
 
 
+def over_background(rgb: torch.Tensor, alpha, value: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """``rgb`` (C, H, W) composited over a flat ``value`` (a grey level, or a (C, 1, 1) colour) by ``alpha``
+    (H, W, uint8 or 0..1), on the 8-bit grid: what a site that flattens transparent images (or a scraper
+    that mattes them) passes on, and what a JPEG of one holds (``save.flattened``)."""
+    a = torch.as_tensor(alpha)
+    a = a.to(rgb) / 255.0 if a.dtype == torch.uint8 else a.to(rgb)
+    value = torch.as_tensor(value).to(rgb)
+    return ((rgb * a + value * (1 - a)) * 255).round() / 255
+
+
 def padded_for_encoders(
     artwork: Artwork, mask: torch.Tensor | None = None
 ) -> tuple[Artwork, torch.Tensor | None]:

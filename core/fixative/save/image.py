@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import BadParameterError, FixativeError
 from ..fixative_client import write_atomically
-from ..load.image import Artwork
+from ..load.image import Artwork, over_background
 from ..metadata import embed as embed_metadata
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -50,14 +50,15 @@ def to_pil(artwork: Artwork, rgb: torch.Tensor) -> Image.Image:
 
 
 def flattened(image: Image.Image) -> Image.Image:
-    """An RGBA / LA image composited over white, for a format without transparency (JPEG), the way sites
-    flatten one and ``checks.measures.over_background`` measures it. Dropping the alpha plane instead shows
-    the colour stored under transparent pixels: often black, or the picture a user erased."""
-    alpha = np.asarray(image.getchannel("A"), dtype=np.float64)[..., None] / 255
+    """An RGBA / LA image composited over white (``load.over_background``), for a format without
+    transparency (JPEG), the way sites flatten one. Dropping the alpha plane instead shows the colour stored
+    under transparent pixels: often black, or the picture a user erased."""
     grey = image.mode == "LA"
-    colour = np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float64).reshape(*alpha.shape[:2], -1)
-    out = np.round(colour * alpha + 255 * (1 - alpha)).astype(np.uint8)
-    return Image.fromarray(out[..., 0], "L") if grey else Image.fromarray(out, "RGB")
+    colour = torch.from_numpy(np.asarray(image.convert("L" if grey else "RGB"), dtype=np.float32) / 255)
+    colour = colour[None] if grey else colour.permute(2, 0, 1)
+    flat = over_background(colour, np.asarray(image.getchannel("A")))
+    array = flat.mul(255).round().to(torch.uint8)
+    return Image.fromarray(array[0].numpy(), "L") if grey else Image.fromarray(array.permute(1, 2, 0).numpy())
 
 
 def encode(

@@ -72,34 +72,39 @@ class ProceduralStyle(Maker):
         return Target("style", self.kind, f"built-in style '{name}'", image=image, details=details)
 
     def made(self, recorded: dict) -> bool:
-        return super().made(recorded) and not GrainyCharcoal.grainy(recorded)
+        return super().made(recorded) and not _pixel_grain(recorded)
 
     def restore(self, request: TargetRequest, details: dict) -> None:
         request.style = details.get("style")
 
 
-class GrainyCharcoal(ProceduralStyle):
+def _pixel_grain(recorded: dict) -> bool:
+    """A charcoal target recorded before its paper had a ``paper`` detail: the per-pixel grain."""
+    details = recorded.get("details") or {}
+    return details.get("style") == "charcoal" and "paper" not in details
+
+
+class GrainyCharcoal(Maker):
     """The charcoal style of files made before 2026-12-06, whose paper had a per-pixel grain (noise moved
     toward it too: ``styles.charcoal``). Rebuilt for ``check`` only; new protections get fibre paper."""
 
-    @staticmethod
-    def grainy(recorded: dict) -> bool:
-        details = recorded.get("details") or {}
-        return details.get("style") == "charcoal" and "paper" not in details
+    method, kind = "style", "procedural"
 
     def can_make(self, request: TargetRequest) -> bool:
-        return False
+        return request.image is None
+
+    def make(self, request: TargetRequest) -> Target:
+        image = charcoal(request.artwork.cpu(), seed=request.seed, grain="pixel")
+        return Target(
+            "style", self.kind, "built-in style 'charcoal'", image=image, details={"style": "charcoal"}
+        )
 
     def made(self, recorded: dict) -> bool:
-        return Maker.made(self, recorded) and self.grainy(recorded)
+        return super().made(recorded) and _pixel_grain(recorded)
 
     @hookimpl
-    def fixative_rebuild_target(self, recorded: dict, request: TargetRequest) -> Target | None:
-        if not self.made(recorded) or request.image is not None:
-            return None
-        image = charcoal(request.artwork.cpu(), seed=request.seed, grain="pixel")
-        details = {"style": "charcoal"}
-        return Target("style", self.kind, "built-in style 'charcoal'", image=image, details=details)
+    def fixative_make_target(self, request: TargetRequest) -> Target | None:
+        return None  # never offered for a new protection
 
 
 class StyleImage(Maker):

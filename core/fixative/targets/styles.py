@@ -22,20 +22,16 @@ def charcoal(rgb: torch.Tensor, seed: int = 0, grain: str = "fibre") -> torch.Te
     The paper's texture is random noise blurred over about 1.5 pixels (``grain="fibre"``, since
     2026-12-06). Until then it was per-pixel noise (``grain="pixel"``, kept to rebuild the targets of files
     made then), which noise of a protection's size also moved toward: matched noise scored up to 0.075 on
-    photos and 0.12 on a picture a third flat white. Plain paper (``grain="none"``) took that away but left
-    a photo nothing to move toward (the rocket: strength 0.04 against 0.36). Fibre, on photos: matched noise
-    at or below 0.004, strength within 5 % of the pixel grain's or above it (docs/efficacy.md)."""
+    photos and 0.12 on a picture a third flat white. Plain paper took that away but left a photo nothing to
+    move toward (the rocket: strength 0.04 against 0.36). Fibre, on photos: matched noise at or below 0.004,
+    strength within 5 % of the pixel grain's or above it (docs/efficacy.md)."""
     g = torch.Generator().manual_seed(seed)
     grey = kornia.color.rgb_to_grayscale(rgb[None])[0]
     edges = _edges(rgb)
-    noise = torch.rand(1, *rgb.shape[1:], generator=g)
+    paper = torch.rand(1, *rgb.shape[1:], generator=g) * 0.15
     if grain == "fibre":  # blurred, then the pixel grain's mean (0.075) and spread (0.15 / sqrt 12) again
-        blurred = kornia.filters.gaussian_blur2d(noise[None], (9, 9), (1.5, 1.5), border_type="reflect")[0]
+        blurred = kornia.filters.gaussian_blur2d(paper[None], (9, 9), (1.5, 1.5), border_type="reflect")[0]
         paper = (blurred - blurred.mean()) / blurred.std().clamp_min(1e-6) * (0.15 / 12**0.5) + 0.075
-    elif grain == "pixel":
-        paper = noise * 0.15
-    else:
-        paper = torch.full_like(grey, 0.075)
     out = (grey * 0.8 + 0.1 - edges * 2.0 + paper).clamp(0, 1)
     return out.expand(3, -1, -1).contiguous()
 
