@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
+from .hookimpl import hookimpl
+
 if TYPE_CHECKING:
     import torch
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from .targets.base import Target, TargetRequest
 
 hookspec = pluggy.HookspecMarker("fixative")
-hookimpl = pluggy.HookimplMarker("fixative")
+__all__ = ["hookimpl", "hookspec"]  # a plug-in takes both from here
 
 
 @hookspec(firstresult=True)

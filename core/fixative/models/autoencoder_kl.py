@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelNotFoundError
-from ..hookspecs import hookimpl
+from ..hookimpl import hookimpl
 from .base import Encoder, ModelEntry
 from .weights import read_keys, read_state_dict
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..hookspecs import hookimpl
+from ..hookimpl import hookimpl
 from . import taesd
 from .autoencoder_kl import AutoencoderKLFamily
 from .base import Encoder, ModelEntry

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadParameterError, FixativeError
-from ..hookspecs import hookimpl
+from ..hookimpl import hookimpl
 from .base import Target, TargetRequest, fit_to
 from .patterns import PATTERNS
 from .styles import STYLES, auto_style, charcoal
