@@ -629,3 +629,31 @@ def test_a_transparent_image_written_as_jpeg_is_flattened_over_white_and_checked
     assert any("flattened over the file's background (RGB 255, 255, 255)" in n for n in checked.notes)
     assert checked.strength == pytest.approx(result.report.strength, abs=0.01)
     assert checked.perceptual.psnr_db == pytest.approx(result.report.perceptual.psnr_db, abs=0.05)
+
+
+def test_a_large_picture_reports_what_a_copy_served_at_half_size_keeps(
+    monkeypatch, taef2, small_artwork, tmp_path
+):
+    """From ``SERVED_FROM`` pixels on the longest side, the report measures the copy a site serves at half
+    the size, as ``check`` does; smaller pictures are not measured so."""
+    import importlib
+
+    from fixative.checks import purify
+
+    protect_module = importlib.import_module("fixative.api.protect")
+    picture = small_artwork.resize((128, 72))
+    small = fixative.protect(picture, "style", models=[taef2], steps=6, quality="fast")
+    assert small.report.served is None and "served" not in " ".join(small.report.notes)
+    monkeypatch.setattr(protect_module, "SERVED_FROM", 128)
+    large = fixative.protect(picture, "style", models=[taef2], steps=6, quality="fast")
+    served = large.report.served
+    assert served is not None and served.purification == "served at 0.5"
+    assert 0 < served.strength < large.report.strength and served.noise_strength is not None
+    [note] = [n for n in large.report.notes if n.startswith("a copy served at half the size")]
+    assert f"{served.strength:.2f}" in note and f"of {large.report.strength:.2f}" in note
+    assert large.report.to_dict()["served"]["strength"] == served.strength
+    # the very figure `fixative check` gives the written file
+    written = large.save(tmp_path / "large.png")
+    half = [p for p in purify.standard() if p.name == "served at 0.5"]
+    checked = fixative.check(written, original=picture, models=[taef2], purifications=half, transfer=False)
+    assert abs(checked.robustness[0].strength - served.strength) < 2e-3

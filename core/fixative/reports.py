@@ -125,6 +125,8 @@ class ProtectReport(Record):
     eot: dict = field(default_factory=dict)  # the purifications drawn while hardening, by kind
     start: str = "random"  # where the optimiser started: seeded noise, or a bank's universal perturbation
     transfer: list[EncoderStrength] = field(default_factory=list)  # other families found here, not optimised
+    # a large image's protection in a copy served at half the size (``api.protect.SERVED_FROM``)
+    served: Purified | None = None
     notes: list[str] = field(default_factory=list)
     definitions: dict = field(default_factory=dict)
     output: str | None = None

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..checks import purify
 from ..checks.measures import perceptual
 from ..checks.null import matched_noise, times_noise
+from ..checks.robustness import robustness
 from ..checks.verdict import (
     NOISE_MULTIPLE,
     PROTECTED_STRENGTH,
@@ -37,7 +39,7 @@ from ..plugins import hooks
 from ..presets import Intensity, Quality
 from ..presets import intensity as intensity_preset
 from ..presets import quality as quality_preset
-from ..reports import EncoderStrength, ProtectReport
+from ..reports import EncoderStrength, ProtectReport, Purified
 from ..save import FORMATS, LOSSY, encode, save_image, to_pil
 from ..targets import Target, TargetRequest, make_target
 from ..version import __version__
@@ -262,13 +264,17 @@ def quantise(
     return to_pil(artwork, protected), protected
 
 
-def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list:
-    """Per encoder: strength and what the model sees (decoded share), each beside matched noise."""
+def measure(
+    original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int, served: bool = False
+) -> tuple[list[EncoderStrength], Purified | None]:
+    """Per encoder: strength and what the model sees (decoded share), each beside matched noise; with
+    ``served``, the same in a copy served at half the size (``served_copy``), on the same probes and null."""
     noise = matched_noise(original, protected, seed=1, levels=255)  # as an 8-bit file of it would be
-    return [
-        strength_row(StrengthProbe.build(e, goal, original, tile), original, protected, noise)
-        for e in encoders
-    ]
+    probes = [StrengthProbe.build(e, goal, original, tile) for e in encoders]
+    rows = [strength_row(p, original, protected, noise) for p in probes]
+    if not served:
+        return rows, None
+    return rows, served_copy(probes, protected, original, noise, min(r.strength for r in rows))
 
 
 def strength_row(probe: StrengthProbe, original, protected, noise) -> EncoderStrength:
@@ -311,7 +317,7 @@ def transfer(
     except FixativeError as exc:
         notes.append(f"transfer to {', '.join(others)} not measured: {exc}")
         return []
-    rows = measure(original, protected, extra, goal, tile)
+    rows = measure(original, protected, extra, goal, tile)[0]
     named = " ".join(f"--model {name}" for name in [e.family for e in encoders] + list(others))
     measured = ", ".join(f"{r.family} {r.strength:.2f} ({beside_noise(r)})" for r in rows)
     notes.append(
@@ -339,7 +345,8 @@ def make_report(
     tile: int,
     started: float,
 ) -> ProtectReport:
-    rows = measure(artwork.rgb, protected, encoders, goal, tile)
+    large = max(artwork.size) >= SERVED_FROM
+    rows, served = measure(artwork.rgb, protected, encoders, goal, tile, served=large)
     report = ProtectReport(
         version=__version__,
         source=artwork.source,
@@ -379,7 +386,44 @@ def make_report(
     weak = weak_note(rows, opts.intensity)
     if weak:
         report.notes.append(weak)
+    report.served = served
+    if served is not None:
+        report.notes.append(served_note(served, report.strength))
     return report
+
+
+# The longest side, in pixels, from which a protection is also measured in a copy served at half its size.
+# A site shows a picture this large smaller (a preview, a feed, a thumbnail), and a copy resized down and
+# left there is what a scraper takes: of a 1024² protection the half-size copy kept 0.04-0.13 of
+# 0.13-0.29 (Monet's Water Lilies and Mucha's Reverie, style and edit), where protecting the 512² copy
+# itself reached 0.14-0.26, 2-5x as much (docs/efficacy.md, "Protect the size you post").
+SERVED_FROM = 1024
+
+
+def served_copy(
+    probes: list[StrengthProbe], protected: torch.Tensor, original: torch.Tensor, noise, strength: float
+) -> Purified | None:
+    """The protection in a copy served at half the size, measured as ``fixative check`` measures "served
+    at 0.5" (beside matched noise put through the same resizing): what a site's smaller copy keeps."""
+    half = next(p for p in purify.standard() if p.name == "served at 0.5")
+    [row] = robustness(probes, protected, original, [half], strength, [], noise)
+    return None if row.skipped or row.strength is None else row
+
+
+def served_note(row: Purified, strength: float) -> str:
+    """What a copy served at half the size keeps, and the remedy when it keeps under half."""
+    seen = "" if row.decoded_share is None else f", what the model sees {row.decoded_share:.2f}"
+    null = "" if row.noise_strength is None else f" (matched noise {row.noise_strength:.3f})"
+    advice = (
+        "; if you post it smaller, protect a copy at the size you post (on two shared artworks that kept "
+        "2-5x what the served copy kept; docs/efficacy.md)"
+        if row.strength < 0.5 * strength
+        else ""
+    )
+    return (
+        f"a copy served at half the size (as sites show large pictures) keeps strength "
+        f"{row.strength:.2f}{null} of {strength:.2f}{seen}{advice}"
+    )
 
 
 def over_white(
@@ -393,7 +437,7 @@ def over_white(
         return None
     original, goal = flattened(artwork, goal)
     flat = over_background(protected, artwork.alpha)
-    weakest = min(measure(original.rgb, flat, encoders, goal, tile), key=lambda r: r.strength)
+    weakest = min(measure(original.rgb, flat, encoders, goal, tile)[0], key=lambda r: r.strength)
     seen = "" if weakest.decoded_share is None else f", what the model sees {weakest.decoded_share:.2f}"
     advice = (
         "; to protect what such sites show, flatten the image onto its background before protecting"
