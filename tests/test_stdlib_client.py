@@ -119,6 +119,9 @@ def test_summary_never_fills_in_a_figure():
         "way, flat areas 1.3/255 RMS, PSNR 33.4 dB, max change 12/255, 21.3 s, models: taef2, taesana, "
         "check: protected"
     )
+    served = {"purification": "served at 0.5", "strength": 0.0712, "noise_strength": 0.0002}
+    line = fc.summarise(dict(measured, served=served))  # a large picture's report
+    assert "way, a copy served at half size keeps 0.07 (matched noise 0.000), flat areas" in line
     bare = fc.summarise({"strength": 0.4})
     assert bare == "strength 0.40 (matched noise not measured)"
     assert fc.summarise({}) == ""

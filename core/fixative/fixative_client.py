@@ -502,7 +502,8 @@ def summarise(report: dict) -> str:
 
     Every host shows this same line (CLI, server clients, Krita, GIMP, ComfyUI): strength toward the
     target and how far what the model sees moved, each beside matched noise (the same per-pixel |change|
-    with random signs, on the same image), then how visible (flattest areas, PSNR, largest change) and
+    with random signs, on the same image), for a large picture what a copy served at half size keeps, then
+    how visible (flattest areas, PSNR, largest change) and
     how long. A figure the report lacks says "not measured"; nothing is filled in."""
     if not report:
         return ""
@@ -518,6 +519,12 @@ def summarise(report: dict) -> str:
             "what the model sees "
             + _beside_noise(seen["decoded_share"], seen.get("noise_decoded_share"))
             + " of the way"
+        )
+    served = report.get("served")  # a large picture: the copy a site shows at half its size
+    if isinstance(served, dict) and served.get("strength") is not None:
+        parts.append(
+            "a copy served at half size keeps "
+            + _beside_noise(served["strength"], served.get("noise_strength"))
         )
     perceptual = report.get("perceptual") or {}
     if perceptual.get("flat_rms_255") is not None:

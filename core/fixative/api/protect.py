@@ -415,8 +415,8 @@ def served_note(row: Purified, strength: float) -> str:
     seen = "" if row.decoded_share is None else f", what the model sees {row.decoded_share:.2f}"
     null = "" if row.noise_strength is None else f" (matched noise {row.noise_strength:.3f})"
     advice = (
-        "; if you post it smaller, protect a copy at the size you post (on two shared artworks that kept "
-        "2-5x what the served copy kept; docs/efficacy.md)"
+        "; if you post it smaller, protect a copy at that size: on two shared artworks that kept 2-5x as "
+        "much (docs/efficacy.md)"
         if row.strength < 0.5 * strength
         else ""
     )
