@@ -23,6 +23,7 @@ LAYERS = {
     "fixative.reports": BOTTOM,
     "fixative.features": BOTTOM,
     "fixative.hookspecs": BOTTOM,
+    "fixative.hookimpl": BOTTOM,
     "fixative.metadata": BOTTOM,
     "fixative.fixative_client": BOTTOM,
     "fixative.models": BOTTOM,
