@@ -395,8 +395,8 @@ def make_report(
 # The longest side, in pixels, from which a protection is also measured in a copy served at half its size.
 # A site shows a picture this large smaller (a preview, a feed, a thumbnail), and a copy resized down and
 # left there is what a scraper takes: of a 1024² protection the half-size copy kept 0.04-0.13 of
-# 0.13-0.29 (Monet's Water Lilies and Mucha's Reverie, style and edit), where protecting the 512² copy
-# itself reached 0.14-0.26, 2-5x as much (docs/efficacy.md, "Protect the size you post").
+# 0.13-0.29 (Monet's Water Lilies, Mucha's Reverie, Van Gogh's Starry Night; style, edit), where the 512²
+# copy protected itself reached 0.14-0.26, 2-5x as much (docs/efficacy.md, "Protect the size you post").
 SERVED_FROM = 1024
 
 
@@ -415,7 +415,7 @@ def served_note(row: Purified, strength: float) -> str:
     seen = "" if row.decoded_share is None else f", what the model sees {row.decoded_share:.2f}"
     null = "" if row.noise_strength is None else f" (matched noise {row.noise_strength:.3f})"
     advice = (
-        "; if you post it smaller, protect a copy at that size: on two shared artworks that kept 2-5x as "
+        "; if you post it smaller, protect a copy at that size: on three shared artworks that kept 2-5x as "
         "much (docs/efficacy.md)"
         if row.strength < 0.5 * strength
         else ""
