@@ -264,17 +264,18 @@ def quantise(
     return to_pil(artwork, protected), protected
 
 
-def measure(
-    original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int, served: bool = False
-) -> tuple[list[EncoderStrength], Purified | None]:
-    """Per encoder: strength and what the model sees (decoded share), each beside matched noise; with
-    ``served``, the same in a copy served at half the size (``served_copy``), on the same probes and null."""
+def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int) -> list:
+    """Per encoder: strength and what the model sees (decoded share), each beside matched noise."""
+    return scored(original, protected, encoders, goal, tile)[2]
+
+
+def scored(
+    original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int
+) -> tuple[list[StrengthProbe], torch.Tensor, list[EncoderStrength]]:
+    """``measure``'s rows with the probes and the null they came from (for more figures on the same)."""
     noise = matched_noise(original, protected, seed=1, levels=255)  # as an 8-bit file of it would be
     probes = [StrengthProbe.build(e, goal, original, tile) for e in encoders]
-    rows = [strength_row(p, original, protected, noise) for p in probes]
-    if not served:
-        return rows, None
-    return rows, served_copy(probes, protected, original, noise, min(r.strength for r in rows))
+    return probes, noise, [strength_row(p, original, protected, noise) for p in probes]
 
 
 def strength_row(probe: StrengthProbe, original, protected, noise) -> EncoderStrength:
@@ -317,7 +318,7 @@ def transfer(
     except FixativeError as exc:
         notes.append(f"transfer to {', '.join(others)} not measured: {exc}")
         return []
-    rows = measure(original, protected, extra, goal, tile)[0]
+    rows = measure(original, protected, extra, goal, tile)
     named = " ".join(f"--model {name}" for name in [e.family for e in encoders] + list(others))
     measured = ", ".join(f"{r.family} {r.strength:.2f} ({beside_noise(r)})" for r in rows)
     notes.append(
@@ -345,8 +346,7 @@ def make_report(
     tile: int,
     started: float,
 ) -> ProtectReport:
-    large = max(artwork.size) >= SERVED_FROM
-    rows, served = measure(artwork.rgb, protected, encoders, goal, tile, served=large)
+    probes, noise, rows = scored(artwork.rgb, protected, encoders, goal, tile)
     report = ProtectReport(
         version=__version__,
         source=artwork.source,
@@ -386,9 +386,10 @@ def make_report(
     weak = weak_note(rows, opts.intensity)
     if weak:
         report.notes.append(weak)
-    report.served = served
-    if served is not None:
-        report.notes.append(served_note(served, report.strength))
+    if max(artwork.size) >= SERVED_FROM:
+        report.served = served_copy(probes, protected, artwork.rgb, noise, report.strength)
+    if report.served is not None:
+        report.notes.append(served_note(report.served, report.strength))
     return report
 
 
@@ -407,7 +408,7 @@ def served_copy(
     at 0.5" (beside matched noise put through the same resizing): what a site's smaller copy keeps."""
     half = next(p for p in purify.standard() if p.name == "served at 0.5")
     [row] = robustness(probes, protected, original, [half], strength, [], noise)
-    return None if row.skipped or row.strength is None else row
+    return None if row.skipped else row
 
 
 def served_note(row: Purified, strength: float) -> str:
@@ -437,7 +438,7 @@ def over_white(
         return None
     original, goal = flattened(artwork, goal)
     flat = over_background(protected, artwork.alpha)
-    weakest = min(measure(original.rgb, flat, encoders, goal, tile)[0], key=lambda r: r.strength)
+    weakest = min(measure(original.rgb, flat, encoders, goal, tile), key=lambda r: r.strength)
     seen = "" if weakest.decoded_share is None else f", what the model sees {weakest.decoded_share:.2f}"
     advice = (
         "; to protect what such sites show, flatten the image onto its background before protecting"
