@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import struct
@@ -587,6 +588,27 @@ def test_a_lossy_file_is_reported_as_written(taef2, small_artwork, tmp_path):
     result.save(tmp_path / "art.png")
     assert result.report.strength == unencoded
     assert not any(n.startswith("measured as written") for n in result.report.notes)
+
+
+def test_a_lossy_file_written_first_is_measured_once(taef2, small_artwork, tmp_path, monkeypatch):
+    """Hosts write the file, then read the report: a JPEG's report is of its own pixels, and the pixels
+    before encoding are not measured as well (at 2048² a report costs more than a `fast` protection)."""
+    engine = importlib.import_module("fixative.api.protect")  # the module (the package names the function)
+    made = []
+    real = engine.make_report
+    monkeypatch.setattr(engine, "make_report", lambda *a, **k: made.append(1) or real(*a, **k))
+    art = small_artwork.resize((128, 96))
+    result = fixative.protect(art, "edit", models=[taef2], steps=3, quality="fast", seed=2)
+    assert made == []  # nothing measured until a report is asked for
+    result.save(tmp_path / "art.jpg", jpeg_quality=80)
+    [said] = [n for n in result.report.notes if n.startswith("measured as written")]
+    assert made == [1]
+    # the "before encoding" figure is the latent strength the pixels' own report gives
+    unencoded = result.report_of_pixels()
+    assert f"{unencoded.strength:.2f} before encoding" in said and made == [1, 1]
+    again = fixative.protect(art, "edit", models=[taef2], steps=3, quality="fast", seed=2)
+    assert again.report.strength == unencoded.strength and again.metadata == result.metadata
+    assert result.report.seconds >= result.report.optimise_seconds
 
 
 def test_a_transparent_image_is_measured_flattened_over_white_too(taef2, small_artwork):

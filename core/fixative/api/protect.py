@@ -2,7 +2,8 @@
 
 1. check the inputs (the options schema)  2. load the artwork  3. load the encoders  4. the budget
 5. the target  6. optimise  7. quantise  8. measure and report  9. transfer to other families found here
-(8 and 9 again on a lossy file's own pixels when it is written: ``ProtectResult.encoded``)
+(8 and 9 when the report is first asked for, or of a lossy file's own pixels when one is written first:
+``ProtectResult``)
 """
 
 from __future__ import annotations
@@ -59,16 +60,34 @@ DEFINITIONS = {
 
 @dataclass
 class ProtectResult:
-    """The protected image (same mode and size as the input) and the measured report."""
+    """The protected image (same mode and size as the input) and the measured report.
+
+    The report is measured once, of the pixels a reader gets: when first asked for, of ``rgb``; when a
+    lossy file is written first (``save``, ``encoded``), of that file's pixels. Measuring a 2048² picture
+    costs more than a `fast` protection of it (about 100 s here), and a JPEG output used to be measured
+    twice."""
 
     image: Image.Image
     artwork: Artwork
     rgb: torch.Tensor  # protected pixels (3, H, W) 0..1, as quantised in ``image``
-    report: ProtectReport
     metadata: dict
-    # The report of other pixels of the same protection (a lossy file's): holds the encoders and target
+    # The report of some pixels of this protection (``rgb`` or a lossy file's; ``True``: flattened over
+    # white): it holds the encoders and target. None where only the report below exists (a padded image).
     measure: Callable[[torch.Tensor, bool], ProtectReport] | None = field(default=None, repr=False)
+    # The latent strength of some pixels, without the rest of a report (a lossy file's "before encoding")
+    strength_of: Callable[[torch.Tensor], float] | None = field(default=None, repr=False)
     unencoded: ProtectReport | None = field(default=None, repr=False)  # the report of ``rgb`` itself
+    written: ProtectReport | None = field(default=None, repr=False)  # of the lossy file last encoded
+
+    @property
+    def report(self) -> ProtectReport:
+        """The report of the file last written (a lossy one's own pixels), else of ``rgb``."""
+        return self.written if self.written is not None else self.report_of_pixels()
+
+    def report_of_pixels(self) -> ProtectReport:
+        if self.unencoded is None:
+            self.unencoded = self.measure(self.rgb, False)
+        return self.unencoded
 
     def save(self, path: str | Path, overwrite: bool = False, jpeg_quality: int = 95) -> Path:
         return save_image(
@@ -82,35 +101,39 @@ class ProtectResult:
 
     def encoded(self, fmt: str, jpeg_quality: int = 95) -> bytes:
         """The file's bytes in ``fmt`` (``save.FORMATS``' values), the report made of that file: a lossy
-        file's own pixels are measured again (WebP at quality 95, 4:2:0 chroma, left strength 0.13 of 0.18
+        file's own pixels are measured (WebP at quality 95, 4:2:0 chroma, left strength 0.13 of 0.18
         on a 320 x 256 crop of Mucha's Reverie, which the report of the pixels before encoding claimed).
         A transparent image written as JPEG is flattened over white and measured against the original and
         target flattened the same way."""
         data = encode(self.image, self.artwork, fmt, self.metadata, jpeg_quality)
-        if self.unencoded is None:
-            self.unencoded = self.report
+        self.written = None
         if fmt not in LOSSY:
-            self.report = self.unencoded
             return data
         flat = fmt == "JPEG" and self.artwork.transparent
-        named, before = f"{fmt} quality {jpeg_quality}", self.unencoded.strength
+        named = f"{fmt} quality {jpeg_quality}"
         said = [FLATTENED] if flat else []
         if self.measure is None:
             said.append(f"measured before encoding as {named}; `fixative check` measures the file")
-            self.report = dataclasses.replace(self.unencoded, notes=[*self.unencoded.notes, *said])
+            unencoded = self.report_of_pixels()
+            self.written = dataclasses.replace(unencoded, notes=[*unencoded.notes, *said])
             return data
-        self.report = self.measure(load_bytes(data).rgb, flat)  # what a reader of the file gets
+        if self.unencoded is not None:
+            before = self.unencoded.strength
+        else:  # the latents only: the rest of a report of these pixels is what this one saves
+            before = self.strength_of(self.rgb)
+        written = self.measure(load_bytes(data).rgb, flat)  # what a reader of the file gets
         unprotected = to_pil(self.artwork, self.artwork.rgb)
         plain = load_bytes(encode(unprotected, self.artwork, fmt, None, jpeg_quality)).rgb
         original = flattened(self.artwork, None)[0].rgb if flat else self.artwork.rgb
         codec = perceptual(original, plain)  # the change every figure of this file includes
-        self.report.notes += [
+        written.notes += [
             *said,
-            f"measured as written ({named}): strength {self.report.strength:.2f}, {before:.2f} before "
+            f"measured as written ({named}): strength {written.strength:.2f}, {before:.2f} before "
             f"encoding; the codec's own change is in every figure (the original written the same way: "
             f"PSNR {codec.psnr_db:.1f} dB, flat areas {codec.flat_rms_255:.1f}/255 RMS, max change "
             f"{codec.linf_255:.0f}/255)",
         ]
+        self.written = written
         return data
 
 
@@ -162,19 +185,27 @@ def protect(
     pil, protected = quantise(work, change, budget, gradient)  # 7
     del change, gradient, budget  # freed before the measuring (the budget's limit: another 201 MB)
 
+    budget_kept = budget_record(preset, opts, masked=user_mask is not None)
+    protected_in = time.perf_counter() - started  # a report measured later counts its own time on top
+
     def measured(pixels: torch.Tensor, flat: bool = False) -> ProtectReport:  # 8, 9
         seen, aim = flattened(work, goal) if flat else (work, goal)  # a JPEG of a transparent image
-        report = make_report(seen, pixels, encoders, aim, opts, preset, optimised, tile, started)
-        report.budget["masked"] = user_mask is not None
+        begun = time.perf_counter() - protected_in
+        report = make_report(seen, pixels, encoders, aim, opts, preset, optimised, tile, begun, budget_kept)
         report.transfer = transfer(seen.rgb, pixels, encoders, aim, opts, tile, report.notes)
         return report
 
-    report = measured(protected)
-    if work is not artwork:  # back to the image's own size
-        protected = protected[:, : artwork.rgb.shape[1], : artwork.rgb.shape[2]]
-        pil, report.size = to_pil(artwork, protected), list(artwork.size)
-    metadata = metadata_for(report, encoders, goal, opts, artwork)
-    return ProtectResult(pil, artwork, protected, report, metadata, measured if work is artwork else None)
+    def strength_of(pixels: torch.Tensor) -> float:
+        probes = [StrengthProbe.build(e, goal, work.rgb, tile) for e in encoders]
+        return min(round(p.strength(pixels, work.rgb)[0], 4) for p in probes)
+
+    metadata = metadata_for(goal, encoders, opts, budget_kept, artwork)
+    if work is artwork:  # measured when the report is asked for, or of the file when a lossy one is written
+        return ProtectResult(pil, artwork, protected, metadata, measured, strength_of)
+    report = measured(protected)  # padded for the encoders: measured here, then back to the image's size
+    protected = protected[:, : artwork.rgb.shape[1], : artwork.rgb.shape[2]]
+    pil, report.size = to_pil(artwork, protected), list(artwork.size)
+    return ProtectResult(pil, artwork, protected, metadata, unencoded=report)
 
 
 def check_inputs(method, options, overrides: dict) -> tuple[ProtectOptions, list | None]:
@@ -345,6 +376,7 @@ def make_report(
     optimised: OptimiseResult,
     tile: int,
     started: float,
+    budget: dict,
 ) -> ProtectReport:
     probes, noise, rows = scored(artwork.rgb, protected, encoders, goal, tile)
     report = ProtectReport(
@@ -356,12 +388,7 @@ def make_report(
         target=goal.describe(),
         intensity=opts.intensity,
         quality=opts.quality,
-        budget={
-            "epsilon_255": round(preset.epsilon * 255, 3),
-            "jnd_scale": preset.jnd_scale,
-            "model": "jnd" if opts.texture_aware else "uniform",
-            "texture_aware": opts.texture_aware,
-        },
+        budget=dict(budget),
         encoders=rows,
         strength=min(r.strength for r in rows),
         perceptual=perceptual(artwork.rgb, protected),
@@ -504,21 +531,30 @@ def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
     )
 
 
-def metadata_for(
-    report: ProtectReport, encoders: list, goal: Target, opts: ProtectOptions, artwork: Artwork
-) -> dict:
+def budget_record(preset: Intensity, opts: ProtectOptions, masked: bool) -> dict:
+    """The budget as the report and the file record it."""
+    return {
+        "epsilon_255": round(preset.epsilon * 255, 3),
+        "jnd_scale": preset.jnd_scale,
+        "model": "jnd" if opts.texture_aware else "uniform",
+        "texture_aware": opts.texture_aware,
+        "masked": masked,
+    }
+
+
+def metadata_for(goal: Target, encoders: list, opts: ProtectOptions, budget: dict, artwork: Artwork) -> dict:
     """What the file carries: enough for ``check`` to rebuild the target and find the encoders."""
     metadata = {
         "fixative": __version__,
         "method": opts.method,
-        "target": report.target,
+        "target": goal.describe(),
         "encoders": [e.source or e.name for e in encoders],
         "encoder_names": [e.name for e in encoders],
-        "budget": report.budget,
+        "budget": budget,
         "intensity": opts.intensity,
         "quality": opts.quality,
         "seed": opts.seed,
-        "options": report.options,
+        "options": opts.recorded(),
     }
     if artwork.digest:
         metadata["input_sha256"] = artwork.digest  # lets a re-run skip inputs that are done
