@@ -175,6 +175,7 @@ def test_bad_images_get_one_line(case, capsys, tmp_path, art, taef2_path):
         (["--format", "gif"], "format"),
         (["--device", "quantum"], "device"),
         (["--method", "concept"], "anchor"),
+        (["--max-side", "10"], "max_side"),
     ],
 )
 def test_bad_parameters_get_one_line(argv, expected, capsys, art, taef2_path):
@@ -243,3 +244,37 @@ def test_tiny_images_are_protected_and_checked_at_their_own_size(capsys, tmp_pat
         code, out, err = run(capsys, "check", result, "--original", path, "--fast")
         assert code in (0, 1) and "Traceback" not in err, err
         assert "padded" in out
+
+
+def test_max_side_protects_the_copy_posted_and_check_compares_it_so(
+    capsys, tmp_path, small_artwork, taef2_path
+):
+    """`--max-side N`: the copy a site would show at N px is what gets protected (a full-size protection
+    shrunk by the site keeps 2-5x less); `check` with the full-size original shrinks it the same way."""
+    import json
+
+    path = tmp_path / "big.png"
+    small_artwork.resize((150, 100)).save(path)
+    before = path.read_bytes()
+    report = tmp_path / "r.json"
+    code, out, err = run(
+        capsys, "protect", path, *FAST, "--model", taef2_path, "--max-side", 96, "--json", report
+    )
+    assert code == 0, err
+    written = tmp_path / "big.protected.png"
+    assert Image.open(written).size == (96, 64) and path.read_bytes() == before
+    said = json.loads(report.read_text())
+    assert said["size"] == [96, 64] and said["options"]["max_side"] == 96
+    assert any(n.startswith("protected and written at 96x64") for n in said["notes"])
+    code, out, err = run(
+        capsys, "check", written, "--original", path, "--fast", "--json", tmp_path / "c.json"
+    )
+    assert code in (0, 1) and "Traceback" not in err, err
+    checked = json.loads((tmp_path / "c.json").read_text())
+    assert "shrunk the same way to 96x64" in out
+    assert checked["strength"] == pytest.approx(said["strength"], abs=0.005)
+    # a picture already within the limit is protected at its own size
+    code, out, err = run(
+        capsys, "protect", path, *FAST, "--model", taef2_path, "--max-side", 150, "--overwrite"
+    )
+    assert code == 0 and Image.open(written).size == (150, 100)

@@ -356,6 +356,41 @@ def test_mask_limits_where_pixels_change(taef2, small_artwork):
     assert diff[:, 48:].max() == 0 and diff[:, :48].max() > 0
 
 
+def test_a_copy_at_most_max_side_keeps_mode_alpha_depth_and_mask(taef2, small_artwork):
+    """``max_side``: the posted copy is made (Lanczos, on the file's grid) with its alpha, bit depth and
+    the mask shrunk alike; the protection and its report are of that copy."""
+    from fixative.load import load_bytes, shrunk
+
+    rgba = np.dstack([np.asarray(small_artwork.resize((120, 80))), np.full((80, 120), 255, np.uint8)])
+    rgba[:, :30, 3] = 0
+    mask = torch.zeros(80, 120)
+    mask[:, 60:] = 1  # only the right half may change
+    result = fixative.protect(Image.fromarray(rgba, "RGBA"), "edit", models=[taef2], steps=2, quality="fast",
+                              mask=mask, max_side=72)  # fmt: skip
+    out = np.asarray(result.image)
+    assert result.image.mode == "RGBA" and out.shape == (48, 72, 4) and result.report.size == [72, 48]
+    assert out[:, :17, 3].max() <= 2 and out[:, 21:, 3].min() >= 253  # the alpha resampled (Lanczos rings)
+    posted, _ = shrunk(to_artwork_of(rgba), 72)
+    change = np.abs(out[..., :3].astype(int) - np.rint(posted.rgb.permute(1, 2, 0).numpy() * 255).astype(int))
+    assert change[:, :34].max() == 0 and change[:, 38:].max() > 0  # the mask, shrunk alike
+    buffer = io.BytesIO()
+    Image.fromarray((np.linspace(0, 65535, 200 * 100).reshape(100, 200)).astype(np.uint16)).save(
+        buffer, "PNG"
+    )
+    deep = load_bytes(buffer.getvalue())
+    small, _ = shrunk(deep, 100)
+    assert small.bits == 16 and small.mode == deep.mode and small.size == (100, 50)
+    levels = small.rgb * 65535
+    assert torch.equal(levels, levels.round()) and len(torch.unique(levels)) > 256  # its own grid, not 8 bits
+    assert shrunk(deep, 200)[0] is deep
+
+
+def to_artwork_of(pixels: np.ndarray):
+    from fixative.load import to_artwork
+
+    return to_artwork(Image.fromarray(pixels))
+
+
 def test_cancel_stops(taef2, small_artwork):
     with pytest.raises(Cancelled):
         fixative.protect(small_artwork, "edit", models=[taef2], cancel=lambda: True)

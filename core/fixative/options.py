@@ -101,6 +101,11 @@ class ProtectOptions(BaseModel):
     pipeline: str | None = option(
         None, "local diffusers pipeline folder for img2img/text2img targets", hosts=(CLI, SERVER)
     )
+    max_side: int | None = option(
+        None, "protect and write a copy at most this many pixels on its longest side: the size you post "
+        "(a site's smaller copy of a full-size protection keeps 2-5x less)", hosts=(CLI, SERVER, BATCH),
+        ge=64, le=65535,
+    )  # fmt: skip
     steps: int | None = option(None, "optimisation steps instead of the quality preset's", ge=1, le=MAX_STEPS)
     epsilon: float | None = option(
         None, "hard L-infinity cap per channel, in 0..1 (default: the intensity's)", hosts=(SERVER,),

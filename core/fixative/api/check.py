@@ -26,7 +26,7 @@ from ..checks.null import matched_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict, view_of
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
-from ..load import Artwork, over_background, padded_for_encoders, to_artwork
+from ..load import Artwork, over_background, padded_for_encoders, shrunk, to_artwork
 from ..models import Encoder, find_models, load_encoders, precision_name
 from ..plugins import hooks
 from ..reports import CheckReport, EncoderStrength
@@ -256,6 +256,13 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
             "Fixative, or an editor/site stripped it) and no --original given, so nothing "
             "can be measured; pass --original ORIG to measure perceptual cost and feature "
             "shift"
+        )
+    posted = ((art.metadata or {}).get("options") or {}).get("max_side")
+    if orig is not None and posted and max(orig.size) > posted:  # protected as the copy posted (--max-side)
+        (w, h), orig = orig.size, shrunk(orig, int(posted))[0]
+        notes.append(
+            f"the file was protected at most {posted} px on a side (max_side): the original ({w}x{h}) "
+            f"shrunk the same way to {orig.size[0]}x{orig.size[1]}, and the target made on that"
         )
     source, backdrop = orig, None
     if orig is not None and orig.transparent and not art.transparent:

@@ -31,7 +31,15 @@ from ..checks.verdict import (
 )
 from ..errors import BadParameterError, FixativeError
 from ..features import StrengthProbe
-from ..load import Artwork, load_bytes, load_image, over_background, padded_for_encoders, to_artwork
+from ..load import (
+    Artwork,
+    load_bytes,
+    load_image,
+    over_background,
+    padded_for_encoders,
+    shrunk,
+    to_artwork,
+)
 from ..models import Encoder, ModelEntry, find_models, load_encoders, precision_name
 from ..optimise import PerceptualBudget, eot, perceptual_budget, run
 from ..optimise.loop import OptimiseResult
@@ -163,7 +171,7 @@ def protect(
     started = time.perf_counter()
     opts, specs = check_inputs(method, options, overrides)  # 1
     artwork = to_artwork(image)  # 2
-    user_mask = mask_for(mask, artwork)
+    artwork, user_mask = shrunk(artwork, opts.max_side, mask_for(mask, artwork))  # the size posted
     work, user_mask = padded_for_encoders(artwork, user_mask)
     encoders = load_encoders(
         specs, hooks(), device=opts.device, dtype=opts.dtype, allow_download=opts.allow_download
@@ -443,8 +451,8 @@ def served_note(row: Purified, strength: float) -> str:
     seen = "" if row.decoded_share is None else f", what the model sees {row.decoded_share:.2f}"
     null = "" if row.noise_strength is None else f" (matched noise {row.noise_strength:.3f})"
     advice = (
-        "; if you post it smaller, protect a copy at that size: on three shared artworks that kept 2-5x as "
-        "much (docs/efficacy.md)"
+        "; if you post it smaller, protect a copy at that size (--max-side; option max_side): on three "
+        "shared artworks that kept 2-5x as much (docs/efficacy.md)"
         if row.strength < 0.5 * strength
         else ""
     )

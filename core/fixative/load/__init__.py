@@ -18,6 +18,7 @@ _EXPORTS = {
             "load_image",
             "over_background",
             "padded_for_encoders",
+            "shrunk",
             "to_artwork",
         ),
         "image",

@@ -214,3 +214,39 @@ def padded_for_encoders(
     )
     work = dataclasses.replace(artwork, rgb=rgb, alpha=None, notes=[*artwork.notes, note])
     return work, None if mask is None else torch.nn.functional.pad(mask, (0, pw, 0, ph))
+
+
+def shrunk(
+    artwork: Artwork, longest: int | None, mask: torch.Tensor | None = None
+) -> tuple[Artwork, torch.Tensor | None]:
+    """The artwork (and its mask) at most ``longest`` pixels on its longest side: the copy an artist posts
+    where a site shows it that small. A protection made at full size and shrunk by the site keeps 2-5x less
+    than one made at the size served (docs/efficacy.md, "Protect the size you post"), so this copy is the
+    one to protect. Lanczos, as most sites resize, on the file's own grid; ``check`` shrinks an original
+    with this same function to compare a file protected this way."""
+    w, h = artwork.size
+    if not longest or max(w, h) <= longest:
+        return artwork, mask
+    scale = longest / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    levels = 65535 if artwork.bits == 16 else 255
+    planes = [_lanczos(plane.numpy(), size) for plane in artwork.rgb.float()]
+    rgb = (torch.from_numpy(np.stack(planes)).clamp(0, 1) * levels).round() / levels
+    alpha = artwork.alpha
+    if alpha is not None:
+        top = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
+        small = _lanczos(alpha.astype(np.float32) / top, size).clip(0, 1) * top
+        alpha = small.round().astype(alpha.dtype) if top != 1.0 else small.astype(alpha.dtype)
+    if mask is not None:
+        mask = torch.from_numpy(_lanczos(mask.float().numpy(), size)).clamp(0, 1)
+    note = f"protected and written at {size[0]}x{size[1]} (at most {longest} px on a side), from {w}x{h}"
+    return dataclasses.replace(artwork, rgb=rgb, alpha=alpha, notes=[*artwork.notes, note]), mask
+
+
+def _lanczos(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """One float plane resized with Pillow's Lanczos (mode F: no rounding before the file's own)."""
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), "F").resize(
+            size, Image.Resampling.LANCZOS
+        )
+    )
