@@ -207,6 +207,32 @@ def test_protect_two_images_one_corrupt_compare_and_download(page, small_artwork
         assert opened.read("wave.protected.png") == path.read_bytes()
 
 
+def test_the_longest_side_posted_protects_a_smaller_copy_that_lines_up(page, small_artwork, tmp_path):
+    """The page's "Longest side posted" setting (option max_side): the copy at that size is protected and
+    downloaded; the comparison lays it over the original at the original's size."""
+    assert page.locator("label[for=opt-max_side]").inner_text() == "Longest side posted (px)"
+    assert page.get_attribute("#opt-max_side", "placeholder") == "full size"
+    page.select_option("#opt-quality", "fast")
+    page.fill("#opt-steps", "1")
+    page.fill("#opt-max_side", "64")
+    page.dispatch_event("#opt-max_side", "change")
+    drop(page, {"big.png": png_bytes(small_artwork.resize((96, 72)))})
+    done = card(page, "big.png")
+    done.locator(".result").wait_for(state="visible", timeout=120_000)
+    assert "protected and written at 64x48" in done.locator(".figures").inner_text()
+    done.locator(".zoom").select_option("4")
+    sizes = done.locator(".compare img").evaluate_all(
+        "imgs => imgs.map(i => [i.naturalWidth, i.getBoundingClientRect().width])"
+    )
+    assert sizes == [[96, pytest.approx(384, abs=1)], [64, pytest.approx(384, abs=1)]]
+    with page.expect_download() as event:
+        done.locator("a.download").click()
+    path = tmp_path / event.value.suggested_filename
+    event.value.save_as(path)
+    with Image.open(path) as written:
+        assert written.size == (64, 48)
+
+
 def test_cancel_a_long_job_and_settings_are_remembered(page, small_artwork):
     page.select_option("#opt-intensity", "low")
     page.fill("#opt-steps", "5000")

@@ -53,14 +53,16 @@ def option(
     hosts: tuple[str, ...] = EVERYWHERE,
     flag: str = "",
     suggest: tuple[str, ...] = (),
+    label: str = "",
+    unset: str = "",
     **kw,
 ):
-    """A field with its help text and the hosts that offer it (``flag``: the CLI flag, when not --name)."""
+    """A field with its help text and the hosts that offer it (``flag``: the CLI flag, when not --name;
+    ``label``: the name a form shows, when not the field's; ``unset``: what leaving it empty means)."""
     extra: dict[str, Any] = {"hosts": list(hosts)}
-    if flag:
-        extra["flag"] = flag
-    if suggest:
-        extra["suggest"] = list(suggest)
+    for key, value in (("flag", flag), ("suggest", list(suggest)), ("label", label), ("unset", unset)):
+        if value:
+            extra[key] = value
     return Field(default, description=description, json_schema_extra=extra, **kw)
 
 
@@ -103,8 +105,8 @@ class ProtectOptions(BaseModel):
     )
     max_side: int | None = option(
         None, "protect and write a copy at most this many pixels on its longest side: the size you post "
-        "(a site's smaller copy of a full-size protection keeps 2-5x less)", hosts=(CLI, SERVER, BATCH),
-        ge=64, le=65535,
+        "(a site's smaller copy of a full-size protection keeps 2-5x less)", hosts=(CLI, SERVER, BATCH, WEB),
+        ge=64, le=65535, label="Longest side posted (px)", unset="full size",
     )  # fmt: skip
     steps: int | None = option(None, "optimisation steps instead of the quality preset's", ge=1, le=MAX_STEPS)
     epsilon: float | None = option(
@@ -242,9 +244,9 @@ def editor_choices(host: str = EDITORS) -> dict:
     out: dict[str, Any] = {}
     for name, info in offered_to(host).items():
         entry: dict[str, Any] = {"default": info.default, "help": info.description}
-        suggested = (info.json_schema_extra or {}).get("suggest")
-        if suggested:
-            entry["suggest"] = suggested
+        for key in ("suggest", "label", "unset"):
+            if (info.json_schema_extra or {}).get(key):
+                entry[key] = info.json_schema_extra[key]
         values = choices_of(name)
         if values:
             entry["choices"] = [{"value": v, "label": LABELS.get(name, {}).get(v, v)} for v in values]

@@ -11,7 +11,9 @@ const TARGET_TEXT = {
   concept: ["Anchor image (needed)", "A picture of the other concept (e.g. a cat, to poison 'dog')."],
   edit: ["Target image (optional)", "What edits should drift toward; without one, the pattern above is used."],
 };
-const FIELD_ORDER = ["method", "intensity", "quality", "format", "concept", "style", "pattern", "steps", "seed"];
+const FIELD_ORDER = [
+  "method", "intensity", "quality", "format", "max_side", "concept", "style", "pattern", "steps", "seed",
+];
 const jobs = []; // {file, card, id, state, url}
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -39,7 +41,7 @@ function buildFields(choices) {
     field.dataset.name = name;
     const label = document.createElement("label");
     label.htmlFor = `opt-${name}`;
-    label.textContent = name[0].toUpperCase() + name.slice(1);
+    label.textContent = spec.label || name[0].toUpperCase() + name.slice(1);
     let input;
     if (spec.choices) {
       input = document.createElement("select");
@@ -53,7 +55,7 @@ function buildFields(choices) {
       input.type = "number";
       input.min = spec.ge;
       if (spec.le !== undefined && spec.le < 1e9) input.max = spec.le;
-      input.placeholder = spec.default === null ? "preset's" : String(spec.default);
+      input.placeholder = spec.default === null ? spec.unset || "preset's" : String(spec.default);
       if (spec.default !== null) input.value = spec.default;
     } else {
       input = document.createElement("input");
@@ -288,12 +290,18 @@ function setView(card, view) {
 function setZoom(card, zoom) {
   card.dataset.zoom = zoom;
   for (const img of card.querySelectorAll("img")) {
+    // in the comparison the protected copy lies over the original at its size (a copy made smaller
+    // with the longest-side setting is shown stretched to it, so the two line up)
+    const sized = img.closest(".compare") ? $(".compare img.before", card) : img;
     const apply = () => {
-      img.style.width = zoom === "fit" ? "" : `${img.naturalWidth * Number(zoom)}px`;
-      img.style.height = zoom === "fit" ? "" : `${img.naturalHeight * Number(zoom)}px`;
+      img.style.width = zoom === "fit" ? "" : `${sized.naturalWidth * Number(zoom)}px`;
+      img.style.height = zoom === "fit" ? "" : `${sized.naturalHeight * Number(zoom)}px`;
     };
-    if (img.complete && img.naturalWidth) apply();
-    else img.addEventListener("load", apply, { once: true });
+    if (img.complete && img.naturalWidth && sized.complete && sized.naturalWidth) apply();
+    else {
+      img.addEventListener("load", apply, { once: true });
+      if (sized !== img) sized.addEventListener("load", apply, { once: true });
+    }
   }
 }
 
