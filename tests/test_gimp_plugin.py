@@ -194,6 +194,7 @@ def make_config(**overrides):
         "models": "",
         "seed": 0,
         "target": None,
+        "max-side": 0,  # the export's only
     }
     values.update(overrides)
     config = MagicMock(name="config")
@@ -254,7 +255,11 @@ def test_build_options_carries_lease_and_only_real_overrides(plugin):
         "edit", "low", "fast", steps=4, models=" taef2 , /m/x.pth,", output_format="jpeg", seed=3
     )
     assert options["steps"] == 4 and options["models"] == ["taef2", "/m/x.pth"]
-    assert options["format"] == "jpeg" and options["seed"] == 3
+    assert options["format"] == "jpeg" and options["seed"] == 3 and "max_side" not in options
+    assert plugin.options_from_values(
+        {"method": "style", "intensity": "default", "quality": "fast", "steps": 0, "models": "", "seed": 0,
+         "max_side": 1024}, "png",
+    )["max_side"] == 1024  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -340,7 +345,7 @@ def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, 
         FakeGFile(str(target)),
         None,
         None,
-        make_config(method="edit", intensity="high", steps=3),
+        make_config(method="edit", intensity="high", steps=3, **{"max-side": 640}),
         None,
     )
     status, _error = last_status(procedure)
@@ -352,6 +357,7 @@ def test_export_writes_engine_bytes_and_leaves_image_alone(plugin, monkeypatch, 
     sent = client.calls[0]
     assert sent["options"]["format"] == "jpeg" and sent["options"]["method"] == "edit"
     assert sent["options"]["steps"] == 3 and sent["options"]["lease_seconds"] == plugin.LEASE_SECONDS
+    assert sent["options"]["max_side"] == 640  # the longest side posted
     assert Image.open(io.BytesIO(sent["bytes"])).size == (8, 6)
     # The flattening happened on a duplicate, converted to 8-bit RGB, then deleted.
     duplicate.merge_visible_layers.assert_called_once()
@@ -400,7 +406,7 @@ def test_export_dialog_cancel_writes_nothing(plugin, monkeypatch, tmp_path):
     assert last_status(procedure)[0] == "cancel"
     assert client.calls == [] and list(tmp_path.iterdir()) == []
     dialog = plugin.GimpUi.ExportProcedureDialog.new.return_value
-    dialog.fill.assert_called_once_with(["method", "intensity", "quality", "target"])
+    dialog.fill.assert_called_once_with(["method", "intensity", "quality", "target", "max-side"])
     dialog.destroy.assert_called_once()
 
 
@@ -548,12 +554,12 @@ def test_registers_export_type_and_filter_with_same_arguments(plugin):
     flt.add_menu_path.assert_called_once_with("<Image>/Filters/Fixative")
     assert flt.set_menu_label.call_args.args[0].startswith("_Protect")
 
-    for procedure in (export, flt):
+    for procedure, own in ((export, ["max-side"]), (flt, [])):  # a new layer must match the canvas
         choices = [c.args[0] for c in procedure.add_choice_argument.call_args_list]
         ints = [c.args[0] for c in procedure.add_int_argument.call_args_list]
         strings = [c.args[0] for c in procedure.add_string_argument.call_args_list]
         assert choices == ["method", "intensity", "quality"]
-        assert ints == ["steps", "seed"] and strings == ["models"]
+        assert ints == [*own, "steps", "seed"] and strings == ["models"]
         target = procedure.add_file_argument.call_args
         assert target.args[0] == "target" and target.args[4] is True, "the target image is optional"
         defaults = {c.args[0]: c.args[4] for c in procedure.add_choice_argument.call_args_list}

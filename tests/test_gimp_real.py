@@ -321,7 +321,8 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
     save_layer(layers[1], W + "/layer-original.png")
     anchor = Gio.File.new_for_path(W + "/anchor.png")
     run("file-fixative-export", **{"run-mode": Gimp.RunMode.NONINTERACTIVE, "image": image,
-        "file": Gio.File.new_for_path(W + "/concept.png")}, **dict(common, method="concept", target=anchor))
+        "file": Gio.File.new_for_path(W + "/concept.png")}, **dict(common, method="concept", target=anchor),
+        **{"max-side": 128})  # the copy posted at 128 px
     # A selection limits the protection to it, as with any GIMP filter.
     selected = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(W + "/art.png"))
     selected.select_rectangle(Gimp.ChannelOps.REPLACE, 0, 0, 64, 48)
@@ -357,6 +358,7 @@ def test_export_and_filter_inside_gimp(mounted, workdir, artwork, engine, instal
 
     concept = load_image(host / "concept.png").metadata
     assert concept["method"] == "concept" and concept["target"]["kind"] != exported.metadata["target"]["kind"]
+    assert max(Image.open(host / "concept.png").size) == 128 and concept["options"]["max_side"] == 128
 
     jpeg = Image.open(host / "out.jpg")
     assert jpeg.format == "JPEG" and jpeg.size == original.size

@@ -153,6 +153,7 @@ def test_settings_round_trip_through_krita_and_survive_bad_values(tmp_path):
         output_dir=str(tmp_path),
         source="layer",
         steps=12,
+        max_side=1024,
     )
     settings.save(app, chosen)
     assert settings.load(app) == chosen
@@ -169,6 +170,10 @@ def test_settings_round_trip_through_krita_and_survive_bad_values(tmp_path):
         "preview": True,
         "steps": 12,
     }
+    # the longest side posted goes with an export only: a new layer must match the canvas
+    assert chosen.engine_options("png", export=True)["max_side"] == 1024
+    app.writeSetting(settings.GROUP, "max_side", "-5")
+    assert settings.load(app).max_side == 0
 
 
 def test_output_paths_never_clobber(tmp_path):
@@ -335,6 +340,12 @@ def test_export_writes_the_engines_file_and_never_the_document(tmp_path):
     assert "engine note" in finished.notes
     with pytest.raises(operations.OperationError, match="already exists"):
         controller.start_export(document, str(out), settings.ProtectSettings())
+    posted = settings.ProtectSettings(max_side=640)
+    controller.start_new_layer(document, posted)
+    _wait(controller)
+    controller.start_export(document, str(tmp_path / "posted.png"), posted)
+    _wait(controller)
+    assert "max_side" not in fake.calls[1]["options"] and fake.calls[2]["options"]["max_side"] == 640
 
 
 def test_export_with_selection_sends_the_selection_as_the_engines_mask(tmp_path):

@@ -56,6 +56,7 @@ ENGINE_HELP = (
 )
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe")
 DIALOG_ARGUMENTS = ("method", "intensity", "quality", "target")
+EXPORT_DIALOG_ARGUMENTS = ("max-side",)  # the filter's new layer must match the canvas
 
 
 class PluginError(Exception):
@@ -97,8 +98,10 @@ def build_options(
     models: str = "",
     output_format: str = "png",
     seed: int = 0,
+    max_side: int = 0,
 ) -> dict:
-    """Options for ``POST /jobs``: the same keys as ``fixative.protect`` plus format and lease."""
+    """Options for ``POST /jobs``: the same keys as ``fixative.protect`` plus format and lease
+    (``max_side``: an export's longest side as posted, 0 for full size)."""
     choices = option_choices()
     for value, what in ((method, "method"), (intensity, "intensity"), (quality, "quality")):
         allowed = [nick for nick, _label in choice_pairs(what, choices)]
@@ -114,6 +117,8 @@ def build_options(
     }
     if steps and steps > 0:
         options["steps"] = int(steps)
+    if max_side and max_side > 0:
+        options["max_side"] = int(max_side)
     model_list = [m.strip() for m in (models or "").split(",") if m.strip()]
     if model_list:
         options["models"] = model_list
@@ -130,6 +135,7 @@ def options_from_values(values: dict, output_format: str) -> dict:
         values["models"],
         output_format,
         values["seed"],
+        values.get("max_side", 0),
     )
 
 
@@ -399,7 +405,7 @@ def _run_dialog(procedure, config, image, title: str, export: bool) -> bool:
         dialog = GimpUi.ExportProcedureDialog.new(procedure, config, image)
     else:
         dialog = GimpUi.ProcedureDialog.new(procedure, config, title)
-    dialog.fill(list(DIALOG_ARGUMENTS))
+    dialog.fill([*DIALOG_ARGUMENTS, *(EXPORT_DIALOG_ARGUMENTS if export else ())])
     try:
         return bool(dialog.run())
     finally:
@@ -412,7 +418,7 @@ def run_export(procedure, run_mode, image, gfile, options, metadata, config, run
         interactive = run_mode == Gimp.RunMode.INTERACTIVE
         if interactive and not _run_dialog(procedure, config, image, "", export=True):
             return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        values = config_values(config)
+        values = dict(config_values(config), max_side=config.get_property("max-side"))
         target = gfile.get_path() or gfile.get_uri()
         fmt = output_format_for(gfile.get_basename() or target)
         job_options = options_from_values(values, fmt)
@@ -565,6 +571,17 @@ class FixativeProtect(Gimp.PlugIn):
             procedure.set_extensions("png,jpg,jpeg")
             # Plain PNG/JPEG exporters keep priority when the type is chosen by extension.
             procedure.set_priority(100)
+            procedure.add_int_argument(
+                "max-side",
+                "Longest side _posted (px)",
+                "Protect and save the copy at most this many pixels on its longest side, the size you "
+                "post: a site's smaller copy of a full-size protection keeps 2-5x less (0: full size; "
+                "else 64 or more)",
+                0,
+                65535,
+                0,
+                GObject.ParamFlags.READWRITE,
+            )
         else:
             procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run_filter, None)
             procedure.set_image_types("RGB*, GRAY*, INDEXED*")

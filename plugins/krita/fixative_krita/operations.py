@@ -200,7 +200,7 @@ class Controller:
         name = os.path.splitext(os.path.basename(document.fileName() or "artwork"))[0] + ".png"
         job = ProtectJob(
             payload,
-            settings.engine_options(output_format),
+            settings.engine_options(output_format, export=kind == "export"),
             filename=name,
             client_factory=self.client_factory,
             mask=mask,

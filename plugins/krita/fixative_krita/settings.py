@@ -30,8 +30,9 @@ class ProtectSettings:
     output_dir: str = ""  # empty: beside the document
     source: str = "image"
     steps: int = 0  # 0: the quality preset decides
+    max_side: int = 0  # an export's longest side, as posted (0: full size); a new layer keeps the canvas's
 
-    def engine_options(self, output_format: str | None = None) -> dict:
+    def engine_options(self, output_format: str | None = None, export: bool = False) -> dict:
         """The options the engine server understands (same keys as ``fixative.protect``)."""
         options = {
             "method": self.method,
@@ -43,6 +44,8 @@ class ProtectSettings:
         }
         if self.steps > 0:
             options["steps"] = int(self.steps)
+        if export and self.max_side > 0:  # a site's smaller copy keeps 2-5x less: protect the one posted
+            options["max_side"] = int(self.max_side)
         return options
 
     def validated(self) -> ProtectSettings:
@@ -58,10 +61,11 @@ class ProtectSettings:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 setattr(self, name, getattr(default, name))
-        try:
-            self.steps = max(0, int(self.steps))
-        except (TypeError, ValueError):
-            self.steps = 0
+        for name in ("steps", "max_side"):
+            try:
+                setattr(self, name, max(0, int(getattr(self, name))))
+            except (TypeError, ValueError):
+                setattr(self, name, 0)
         return self
 
 
