@@ -564,3 +564,40 @@ def test_the_docker_can_get_the_recommended_encoder_through_the_engine():
     )
     final = bad.start().wait(10)
     assert final["state"] == "failed" and "checksum mismatch" in final["message"]
+
+
+EXPORT_DIALOG_PROBE = """
+import json, sys, types
+from PyQt5.QtWidgets import QApplication
+app = QApplication([])
+sys.modules["krita"] = types.ModuleType("krita")  # ui.py needs only Qt
+from fixative_krita import ui
+from fixative_krita.settings import ProtectSettings
+dialog = ui.ExportDialog(ProtectSettings(max_side=800), "/nowhere/art.protected.png")
+shown = [dialog.max_side.text()]
+dialog.max_side.setValue(0)
+shown.append(dialog.max_side.text())
+dialog.max_side.setValue(1024)
+chosen = dialog.settings()
+print(json.dumps({"shown": shown, "chosen": chosen.max_side,
+                  "export": chosen.engine_options("png", export=True).get("max_side"),
+                  "layer": chosen.engine_options("png").get("max_side")}))
+"""
+
+
+def test_the_export_dialog_offers_the_longest_side_posted_in_real_pyqt(tmp_path):
+    """The dialog's own widgets, in the PyQt5 that Krita's Python uses (the system's), off screen."""
+    import subprocess
+
+    python = Path("/usr/bin/python3")
+    if not python.exists() or subprocess.run([python, "-c", "import PyQt5.QtWidgets"]).returncode != 0:
+        pytest.skip("no system Python with PyQt5 (Debian's python3-pyqt5 comes with Krita)")
+    env = {"QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path), "HOME": str(tmp_path),
+           "PYTHONPATH": str(ROOT / "plugins" / "krita"), "PATH": "/usr/bin:/bin"}  # fmt: skip
+    tmp_path.chmod(0o700)
+    done = subprocess.run(
+        [python, "-c", EXPORT_DIALOG_PROBE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    probe = json.loads(done.stdout.strip().splitlines()[-1])
+    assert probe == {"shown": ["800 px", "full size"], "chosen": 1024, "export": 1024, "layer": None}
