@@ -68,7 +68,7 @@ DEFINITIONS = {
 
 @dataclass
 class ProtectResult:
-    """The protected image (same mode and size as the input) and the measured report.
+    """The protected image (same mode and size as the input, or at most ``max_side``) and the measured report.
 
     The report is measured once, of the pixels a reader gets: when first asked for, of ``rgb``; when a
     lossy file is written first (``save``, ``encoded``), of that file's pixels. Measuring a 2048² picture
