@@ -119,6 +119,21 @@ def test_a_cleaner_survived_only_above_its_null():
     assert said == "protected" and "3x matched noise put through it" in why
 
 
+def test_a_verdict_weakened_by_a_served_copy_names_the_remedy(taef2, small_artwork, tmp_path):
+    """A site's smaller copy keeps the least: the check says what was measured to help (protecting the
+    size posted), and says nothing of it for other cleaners."""
+    from fixative.checks.verdict import remedy
+
+    assert remedy("weakened by impress") is None and remedy("protected") is None
+    art = small_artwork.resize((256, 192))
+    result = fixative.protect(art, "edit", models=[taef2], steps=2, quality="fast")
+    out = result.save(tmp_path / "art.protected.png")
+    quarter = [p for p in purify.standard() if p.name == "served at 0.25"]
+    report = fixative.check(out, original=art, models=[taef2], purifications=quarter, transfer=False)
+    assert report.verdict == "weakened by served at 0.25", report.robustness
+    assert any("--max-side" in n and "longest side posted" in n for n in report.notes), report.notes
+
+
 def test_what_the_model_sees_counts_only_beside_its_null_and_with_the_original():
     """A default concept poison moves the latents 0.11 and what the model sees 0.17 (matched noise <= 0):
     protected, on the decoded-share line; short of either line, or noise-like, or estimated, it is not."""

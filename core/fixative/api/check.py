@@ -24,7 +24,7 @@ from ..checks import estimate, purify
 from ..checks.measures import feature_shift, model_view, perceptual
 from ..checks.null import matched_noise
 from ..checks.robustness import robustness
-from ..checks.verdict import NOISE_MULTIPLE, Visuals, thresholds, verdict, view_of
+from ..checks.verdict import NOISE_MULTIPLE, Visuals, remedy, thresholds, verdict, view_of
 from ..errors import BadImageError, FixativeError, ModelNotFoundError
 from ..load import Artwork, over_background, padded_for_encoders, shrunk, to_artwork
 from ..models import Encoder, find_models, load_encoders, precision_name
@@ -165,6 +165,9 @@ def run_check(
         view=view,
         view_noise=view_noise,
     )  # 10
+    advice = remedy(said)
+    if advice:
+        notes.append(advice)
     report = CheckReport(
         fixative=__version__,
         file=given.art.source,

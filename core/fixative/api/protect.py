@@ -23,6 +23,7 @@ from ..checks.null import matched_noise, times_noise
 from ..checks.robustness import robustness
 from ..checks.verdict import (
     NOISE_MULTIPLE,
+    POSTED_SIZE_REMEDY,
     PROTECTED_STRENGTH,
     PROTECTED_VIEW,
     SURVIVES_STRENGTH,
@@ -450,12 +451,7 @@ def served_note(row: Purified, strength: float) -> str:
     """What a copy served at half the size keeps, and the remedy when it keeps under half."""
     seen = "" if row.decoded_share is None else f", what the model sees {row.decoded_share:.2f}"
     null = "" if row.noise_strength is None else f" (matched noise {row.noise_strength:.3f})"
-    advice = (
-        "; if you post it smaller, protect a copy at that size (--max-side; option max_side): on three "
-        "shared artworks that kept 2-5x as much (docs/efficacy.md)"
-        if row.strength < 0.5 * strength
-        else ""
-    )
+    advice = f"; if you post it smaller, {POSTED_SIZE_REMEDY}" if row.strength < 0.5 * strength else ""
     return (
         f"a copy served at half the size (as sites show large pictures) keeps strength "
         f"{row.strength:.2f}{null} of {strength:.2f}{seen}{advice}"

@@ -179,6 +179,22 @@ def verdict(
     )
 
 
+# What a protection made at full size loses to a site's smaller copy, and the one remedy measured to help
+# (docs/efficacy.md, "Protect the size you post"): said by `protect` and `check` alike.
+POSTED_SIZE_REMEDY = (
+    "protect a copy at the size you post (--max-side; Krita's and GIMP's export and the web page: the "
+    "longest side posted): on three shared artworks that kept 2-5x as much as a full-size protection's "
+    "half-size copy"
+)
+
+
+def remedy(said: str) -> str | None:
+    """The advice a verdict calls for, where one was measured to help."""
+    if said.startswith("weakened by served at"):
+        return f"a copy a site serves smaller keeps the least of this protection: {POSTED_SIZE_REMEDY}"
+    return None
+
+
 def thresholds() -> dict:
     return {
         "protected": PROTECTED_STRENGTH,
