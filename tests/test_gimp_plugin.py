@@ -291,11 +291,13 @@ def test_progress_reporter_drives_gimp_progress(plugin):
     report({"state": "queued", "progress": 0.0})
     report({"state": "running", "progress": 0.25, "step": 1, "total": 4, "eta": 6.4})
     report({"state": "running", "progress": 1.7, "step": 4, "total": 4})
+    report({"state": "running", "progress": 1.0, "step": 4, "total": 4, "doing": "transfer"})
     fractions = [call.args[0] for call in plugin.Gimp.progress_update.call_args_list]
-    assert fractions == [0.0, 0.25, 1.0]
+    assert fractions == [0.0, 0.25, 1.0, 1.0]
     texts = [call.args[0] for call in plugin.Gimp.progress_set_text.call_args_list]
     assert texts[0].endswith("waiting for the engine...")
     assert "step 1/4" in texts[1] and "6 s left" in texts[1]
+    assert texts[-1] == "Fixative: measuring transfer..."  # after the last step
 
 
 def test_engine_not_installed_explains_what_to_do(plugin, monkeypatch):

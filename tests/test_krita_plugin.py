@@ -601,3 +601,9 @@ def test_the_export_dialog_offers_the_longest_side_posted_in_real_pyqt(tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     probe = json.loads(done.stdout.strip().splitlines()[-1])
     assert probe == {"shown": ["800 px", "full size"], "chosen": 1024, "export": 1024, "layer": None}
+
+
+def test_the_measuring_after_the_last_step_is_said():
+    job = engine.ProtectJob(pngio.encode(bytes(4), 1, 1), {}, client_factory=lambda: FakeEngine())
+    job._on_progress({"state": "running", "step": 20, "total": 20, "eta": None, "doing": "transfer"})
+    assert job.snapshot()["message"] == "Measuring transfer…"

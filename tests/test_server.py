@@ -457,3 +457,24 @@ def test_a_tiny_image_is_protected_at_its_own_size(server):
     assert states[-1]["state"] == "done", states[-1]
     pixels, _ = decode_result(server, response.json()["id"])
     assert pixels.shape == (4, 4, 3)
+
+
+def test_a_job_measuring_after_its_last_step_says_what_it_measures(tmp_path):
+    """After the last step the engine measures (over a minute at 2048²): the status names that part and
+    gives no time left from the steps, which would read 0 s."""
+    from fixative.hosts.server.jobs import Job
+    from fixative.options import JobOptions
+
+    job = Job(id="j", filename="a.png", folder=tmp_path, options=JobOptions())
+    job.state, job.step, job.total, job.started, job.first_step_at = (
+        "running",
+        20,
+        20,
+        time.time() - 9,
+        time.time() - 8,
+    )
+    assert job.status()["eta"] == 0 and job.status()["doing"] is None
+    job.doing = "the copy served at half size"
+    assert job.status()["doing"] == "the copy served at half size" and job.status()["eta"] is None
+    job.state = "done"
+    assert job.status()["doing"] is None

@@ -344,7 +344,8 @@ class EngineClient:
         return self._request("POST", "/jobs", body, content_type)["id"]
 
     def status(self, job_id: str) -> dict:
-        """{"id", "state", "progress" 0..1, "step", "total", "eta" (s or None), "error"}.
+        """{"id", "state", "progress" 0..1, "step", "total", "eta" (s or None), "doing" (what is measured
+        after the last step, or None), "error"}.
 
         Polling also keeps a job's lease alive (``options["lease_seconds"]``).
         """

@@ -197,10 +197,17 @@ def protect(
     budget_kept = budget_record(preset, opts, masked=user_mask is not None)
     protected_in = time.perf_counter() - started  # a report measured later counts its own time on top
 
+    def doing(part: str) -> None:  # the measuring, after the last step: hosts say what runs
+        if progress is not None:
+            progress(optimised.steps, optimised.steps, {"phase": "measure", "doing": part})
+
     def measured(pixels: torch.Tensor, flat: bool = False) -> ProtectReport:  # 8, 9
         seen, aim = flattened(work, goal) if flat else (work, goal)  # a JPEG of a transparent image
         begun = time.perf_counter() - protected_in
-        report = make_report(seen, pixels, encoders, aim, opts, preset, optimised, tile, begun, budget_kept)
+        report = make_report(
+            seen, pixels, encoders, aim, opts, preset, optimised, tile, begun, budget_kept, doing
+        )
+        doing("transfer to other model families")
         report.transfer = transfer(seen.rgb, pixels, encoders, aim, opts, tile, report.notes)
         return report
 
@@ -386,7 +393,11 @@ def make_report(
     tile: int,
     started: float,
     budget: dict,
+    doing: Callable[[str], None] = lambda part: None,
 ) -> ProtectReport:
+    """The report of ``protected``; ``doing`` is told each costly part as it starts (a 2048² picture's
+    report takes over a minute after the last step)."""
+    doing("strength and what the model sees")
     probes, noise, rows = scored(artwork.rgb, protected, encoders, goal, tile)
     report = ProtectReport(
         version=__version__,
@@ -423,6 +434,7 @@ def make_report(
     if weak:
         report.notes.append(weak)
     if max(artwork.size) >= SERVED_FROM:
+        doing("the copy served at half size")
         report.served = served_copy(probes, protected, artwork.rgb, noise, report.strength)
     if report.served is not None:
         report.notes.append(served_note(report.served, report.strength))

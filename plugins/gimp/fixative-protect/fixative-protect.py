@@ -194,6 +194,8 @@ def progress_reporter(label: str):
         step, total = status.get("step"), status.get("total")
         if status.get("state") == "queued":
             text = f"{label}: waiting for the engine..."
+        elif status.get("doing"):  # after the last step: the engine measures what it made
+            text = f"{label}: measuring {status['doing']}..."
         elif step is not None and total:
             eta = status.get("eta")
             text = f"{label}: step {step}/{total}" + (f", about {int(eta)} s left" if eta else "")

@@ -135,6 +135,8 @@ class ProtectJob:
         message = f"Protecting: step {step} of {total}" if total else "Protecting…"
         if eta is not None:
             message += f", about {format_eta(float(eta))} left"
+        if status.get("doing"):  # after the last step: the engine measures what it made
+            message = f"Measuring {status['doing']}…"
         if status.get("state") == "queued":
             message = "Waiting for the engine (another job is running)…"
         self._update(state="running", progress=progress, step=step, total=total, eta=eta, message=message)

@@ -158,7 +158,9 @@ class Progress:
             self.close_steps()
             self.steps = tqdm(total=total, desc="  steps", unit="step", leave=False, file=sys.stderr)
         self.steps.n = done
-        if info.get("strength") is not None:
+        if info.get("phase") == "measure":  # after the last step: what the report measures now
+            self.steps.set_description(f"  measuring {info.get('doing', '')}", refresh=False)
+        elif info.get("strength") is not None:
             self.steps.set_postfix(strength=f"{info['strength']:.2f}", refresh=False)
         self.steps.refresh()
 

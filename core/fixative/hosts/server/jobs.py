@@ -66,6 +66,7 @@ class Job:
     step: int = 0
     total: int = 0
     strength: float | None = None
+    doing: str | None = None  # what is measured after the last step (the report, the check)
     error: str | None = None
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -102,7 +103,7 @@ class Job:
     def status(self, position: int | None = None) -> dict:
         progress = 1.0 if self.state == "done" else (self.step / self.total if self.total else 0.0)
         eta = None
-        if self.state == "running" and self.step and self.started is not None:
+        if self.state == "running" and self.step and self.started is not None and not self.doing:
             # Time per step from the steps themselves once there are two (model loading is not a step).
             if self.step >= 2 and self.first_step_at is not None:
                 per_step = (time.time() - self.first_step_at) / (self.step - 1)
@@ -116,6 +117,7 @@ class Job:
             "step": self.step,
             "total": self.total,
             "eta": eta,
+            "doing": self.doing if self.state == "running" else None,  # measuring, after the last step
             "error": self.error,
             "strength": self.strength,
             "position": position,
@@ -372,6 +374,7 @@ class JobManager:
         def on_progress(done: int, total: int, info: dict) -> None:
             with self._lock:
                 job.step, job.total = done, total
+                job.doing = info.get("doing") if info.get("phase") == "measure" else None
                 if done == 1:
                     job.first_step_at = time.time()
                 if info.get("strength") is not None:
@@ -401,8 +404,11 @@ class JobManager:
         )
         report = dict(result.report.to_dict(), source=job.filename)  # of the file as written
         if job.options.preview:
+            on_progress(job.total, job.total, {"phase": "measure", "doing": "what the model sees, to show"})
             report.update(_model_view(result.rgb, options, device))
         del result
+        if job.options.check:
+            on_progress(job.total, job.total, {"phase": "measure", "doing": "the quick check"})
         check = _run_check(out, job, device, options.dtype) if job.options.check else None
         return out, report, check
 

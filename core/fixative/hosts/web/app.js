@@ -180,7 +180,10 @@ function follow(job) {
       setState(job, "queued", status.position ? `Queued (${status.position} ahead)` : "Queued");
     } else if (status.state === "running") {
       const eta = status.eta ? `, about ${Math.ceil(status.eta)} s left` : "";
-      setState(job, "running", `Step ${status.step || 0} of ${status.total || "?"}${eta}`, status.progress);
+      const text = status.doing
+        ? `Measuring ${status.doing}…` // after the last step: the report's figures
+        : `Step ${status.step || 0} of ${status.total || "?"}${eta}`;
+      setState(job, "running", text, status.progress);
     } else if (status.state === "done") {
       events.close();
       finish(job);
