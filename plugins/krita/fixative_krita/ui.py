@@ -229,7 +229,9 @@ class FixativeDocker(QWidget):
     def _remember(self) -> ProtectSettings:
         current = self.extension.load_settings()
         chosen = self.form.settings()
+        # the export dialog's own choices (format, folder, longest side posted) stay as it saved them
         chosen.output_format, chosen.output_dir = current.output_format, current.output_dir
+        chosen.max_side = current.max_side
         self.extension.save_settings(chosen)
         return chosen
 
