@@ -70,18 +70,9 @@ class Problem:
 
 
 def _channels_last(encoder) -> bool:
-    """Switch encoders to channels-last where it pays: TAESD-family ones on CPU (oneDNN convolutions), and
-    every encoder on CUDA (cuDNN's tensor-core convolutions in fp16/bf16 want NHWC).
-
-    Measured in bench/ on a 2-core AVX CPU: taef2 forward+backward at 256² 0.38 s instead of 0.47 s; the
-    SD-sized AutoencoderKL (GroupNorm, attention) gained nothing there, so on CPU it is left alone. On CUDA
-    not yet measured (no GPU lent to this project): ``python -m bench.run --device cuda --quick`` will say.
-    """
-    family = str(getattr(encoder, "family", ""))
-    if not (encoder.device.type == "cuda" or (encoder.device.type == "cpu" and family.startswith("tae"))):
-        return False
-    encoder.to(memory_format=torch.channels_last)
-    return True
+    """Whether to feed ``encoder`` channels-last tiles (``Encoder.channels_last`` decides, and switches
+    its weights); an encoder that is not Fixative's own is fed as it is."""
+    return bool(getattr(encoder, "channels_last", lambda: False)())
 
 
 def reuse_freed_memory_for(images: torch.Tensor, enabled: bool = True):
