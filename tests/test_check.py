@@ -630,3 +630,13 @@ def test_a_copy_a_site_flattened_is_compared_with_the_original_flattened_the_sam
     assert any("flattened over the file's background (RGB 0, 0, 0)" in n for n in checked.notes)
     assert checked.perceptual.psnr_db > 30
     assert checked.strength > 0.5 * result.report.strength
+
+
+def test_a_recorded_posted_size_is_read_only_when_sound():
+    """Metadata can be written by anyone: a forged ``max_side`` is ignored, never a crash."""
+    from fixative.api.check import posted_size
+
+    assert posted_size({"options": {"max_side": 96}}) == 96
+    forged = [{"options": {"max_side": v}} for v in ("96", True, -5)]
+    for metadata in (None, {}, {"options": [1]}, *forged):
+        assert posted_size(metadata) is None

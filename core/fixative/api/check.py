@@ -260,9 +260,9 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
             "can be measured; pass --original ORIG to measure perceptual cost and feature "
             "shift"
         )
-    posted = ((art.metadata or {}).get("options") or {}).get("max_side")
+    posted = posted_size(art.metadata)
     if orig is not None and posted and max(orig.size) > posted:  # protected as the copy posted (--max-side)
-        (w, h), orig = orig.size, shrunk(orig, int(posted))[0]
+        (w, h), orig = orig.size, shrunk(orig, posted)[0]
         notes.append(
             f"the file was protected at most {posted} px on a side (max_side): the original ({w}x{h}) "
             f"shrunk the same way to {orig.size[0]}x{orig.size[1]}, and the target made on that"
@@ -293,6 +293,13 @@ def read_inputs(protected, original, metadata_from=None) -> _Inputs:
     elif backdrop is not None:
         full = padded_for_encoders(source)[0]
     return _Inputs(art, orig, art.metadata, [*art.notes, *notes], full, backdrop)
+
+
+def posted_size(metadata: dict | None) -> int | None:
+    """The longest side the file was protected at (``max_side``), when its metadata records a sound one."""
+    options = (metadata or {}).get("options")
+    value = options.get("max_side") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def background_of(copy: Artwork, alpha) -> torch.Tensor:
