@@ -233,6 +233,19 @@ def test_the_longest_side_posted_protects_a_smaller_copy_that_lines_up(page, sma
         assert written.size == (64, 48)
 
 
+def test_after_the_last_step_the_page_says_what_is_measured(page, small_artwork):
+    """The engine measures for seconds to minutes after the last step; the card says so, not "step 1 of 1"."""
+    page.select_option("#opt-quality", "fast")
+    page.fill("#opt-steps", "1")
+    page.dispatch_event("#opt-steps", "change")
+    drop(page, {"measured.png": png_bytes(small_artwork.resize((384, 256)))})
+    statuses = "[...document.querySelectorAll('li.card .status')]"
+    page.wait_for_function(
+        f"() => {statuses}.some(s => s.textContent.startsWith('Measuring'))", timeout=120_000
+    )
+    card(page, "measured.png").locator(".result").wait_for(state="visible", timeout=120_000)
+
+
 def test_cancel_a_long_job_and_settings_are_remembered(page, small_artwork):
     page.select_option("#opt-intensity", "low")
     page.fill("#opt-steps", "5000")
