@@ -233,10 +233,9 @@ def shrunk(
     planes = [_lanczos(plane.numpy(), size) for plane in artwork.rgb.float()]
     rgb = (torch.from_numpy(np.stack(planes)).clamp(0, 1) * levels).round() / levels
     alpha = artwork.alpha
-    if alpha is not None:
-        top = np.iinfo(alpha.dtype).max if np.issubdtype(alpha.dtype, np.integer) else 1.0
-        small = _lanczos(alpha.astype(np.float32) / top, size).clip(0, 1) * top
-        alpha = small.round().astype(alpha.dtype) if top != 1.0 else small.astype(alpha.dtype)
+    if alpha is not None:  # 8- or 16-bit levels, as loaded
+        top = np.iinfo(alpha.dtype).max
+        alpha = (_lanczos(alpha.astype(np.float32) / top, size).clip(0, 1) * top).round().astype(alpha.dtype)
     if mask is not None:
         mask = torch.from_numpy(_lanczos(mask.float().numpy(), size)).clamp(0, 1)
     note = f"protected and written at {size[0]}x{size[1]} (at most {longest} px on a side), from {w}x{h}"

@@ -407,9 +407,10 @@ class JobManager:
             on_progress(job.total, job.total, {"phase": "measure", "doing": "what the model sees, to show"})
             report.update(_model_view(result.rgb, options, device))
         del result
+        check = None
         if job.options.check:
             on_progress(job.total, job.total, {"phase": "measure", "doing": "the quick check"})
-        check = _run_check(out, job, device, options.dtype) if job.options.check else None
+            check = _run_check(out, job, device, options.dtype)
         return out, report, check
 
     def _janitor(self) -> None:
