@@ -321,6 +321,23 @@ def test_no_metadata_with_original_measures_what_it_can(protected_files, tmp_pat
     assert any("no Fixative metadata" in n for n in result["notes"])
 
 
+def test_the_feature_shift_comes_from_the_features_the_strength_encoded(protected_files, taef2, monkeypatch):
+    """With a target, the original and the file are encoded once for strength, null and shift alike."""
+    import importlib
+
+    from fixative.checks import measures
+
+    check_module = importlib.import_module("fixative.api.check")  # the module, not the function
+    separately = []
+    monkeypatch.setattr(check_module, "feature_shift", lambda *a: separately.append(a))
+    given = {"original": protected_files["original"], "fast": True, "precision": "fp32"}
+    result = fixative.check(protected_files["protected"], **given)
+    assert not separately  # before: one more encoding of the original and of the file
+    original, protected = (load_image(protected_files[k]).rgb for k in ("original", "protected"))
+    alone = measures.feature_shift(taef2, original, protected, 512)
+    assert result["encoders"][0]["feature_shift"] == pytest.approx(alone, abs=1e-5) and alone > 0
+
+
 def test_a_copy_a_site_served_is_checked_with_the_metadata_of_the_file_written(protected_files, tmp_path):
     """Sites strip metadata and resize: the copy is measured with the protected file's metadata against
     the original resized the same way, the target made on the original (its hash matches) then resized."""

@@ -105,6 +105,13 @@ def strength(
     return 1.0 - distance(protected, target) / start
 
 
+def shift(moved: list[torch.Tensor], original: list[torch.Tensor]) -> float:
+    """How far features moved at all, target aside: D(moved, original) / mean square of the original's
+    features (0 = unchanged)."""
+    scale = sum(float(x.float().pow(2).sum()) for x in original) / max(1, sum(x.numel() for x in original))
+    return distance(moved, original) / max(scale, 1e-12)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One version of an image scored against the original (``StrengthProbe.compare``)."""
@@ -113,6 +120,7 @@ class Comparison:
     distance_before: float
     distance_after: float
     decoded_share: float | None  # None when the encoder has no decoder
+    shift: float  # how far its features moved from the original's at all (``shift``)
 
 
 class TargetLike(Protocol):
@@ -220,7 +228,7 @@ class StrengthProbe:
             if o_view is not None:
                 share = strength(self.pictures(f), o_view, self.target_view())
             before, after = distance(o, self.target), distance(f, self.target)
-            out.append(Comparison(strength(f, o, self.target), before, after, share))
+            out.append(Comparison(strength(f, o, self.target), before, after, share, shift(f, o)))
         return out
 
     def decoded_share(self, protected: torch.Tensor, original: torch.Tensor) -> float | None:

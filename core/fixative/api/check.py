@@ -478,7 +478,7 @@ def strength_rows(primary, probes, p, o, noise, given: _Inputs, tile: int) -> li
                 decoded_share=None if share is None else round(share, 4),
             )  # fmt: skip
         row.source = encoder.source
-        if given.exact:
+        if given.exact and row.feature_shift is None:  # no target to score: encoded for this alone
             row.feature_shift = round(feature_shift(encoder, given.orig.rgb, p, tile), 5)
         rows.append(row)
     return rows

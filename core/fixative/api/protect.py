@@ -339,6 +339,7 @@ def strength_row(probe: StrengthProbe, original, protected, noise) -> EncoderStr
         vs_noise=times_noise(scored.strength, null.strength),
         decoded_share=None if share is None else round(share, 4),
         noise_decoded_share=None if null_share is None else round(null_share, 4),
+        feature_shift=round(scored.shift, 5),
     )
 
 

@@ -47,11 +47,11 @@ def _limit(x: torch.Tensor, longest: int = 1024) -> torch.Tensor:
 
 def feature_shift(encoder, original: torch.Tensor, protected: torch.Tensor, tile: int) -> float:
     """How far the features moved at all, target aside: D(protected, original) / mean square of the
-    original's features (0 = unchanged). Measurable whenever the original is, even without metadata."""
+    original's features (0 = unchanged). Measurable whenever the original is, even without metadata; with a
+    target, ``StrengthProbe.compare`` gives it from the features it encoded anyway."""
     o = features.encode(encoder, original[None].to(encoder.device), tile)
     p = features.encode(encoder, protected[None].to(encoder.device), tile)
-    scale = sum(float(x.pow(2).sum()) for x in o) / max(1, sum(x.numel() for x in o))
-    return features.distance(p, o) / max(scale, 1e-12)
+    return features.shift(p, o)
 
 
 def model_view(encoder, rgb: torch.Tensor) -> torch.Tensor:
