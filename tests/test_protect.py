@@ -190,7 +190,9 @@ def test_batched_tiles_give_the_same_gradient(taef2, small_artwork):
     from fixative.plugins import hooks
     from fixative.targets import TargetRequest, make_target
 
-    art = torch.from_numpy(np.asarray(small_artwork).copy()).permute(2, 0, 1).float() / 255
+    artwork = small_artwork.copy()
+    artwork.thumbnail((200, 200))  # 200 x 111: three of its 96-px tiles share a batch, one does not
+    art = torch.from_numpy(np.asarray(artwork).copy()).permute(2, 0, 1).float() / 255
     budget = perceptual_budget(art, 1.0, 12 / 255)
     goal = make_target(TargetRequest(method="edit", artwork=art), hooks())
     problem = loop.prepare(art[None], budget, [taef2], goal, tile=96, view_weight=2.0)
