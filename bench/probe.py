@@ -202,7 +202,7 @@ def sampled_problem(
 
     problem = loop.prepare(x, budget, [encoder], goal, tile, view_weight, max_tiles, split_view)
     h, w = x.shape[-2:]
-    problem.total = len(tiles(h, w, loop.balanced_tile(h, w, tile), DEFAULT_OVERLAP))
+    problem.total = len(tiles(h, w, tile, DEFAULT_OVERLAP))
     return problem
 
 

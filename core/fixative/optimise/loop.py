@@ -8,7 +8,6 @@ ahead (stratified over the kinds and strengths of ``eot.TRAINING_MIX``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,22 +82,6 @@ def reuse_freed_memory_for(images: torch.Tensor, enabled: bool = True):
     return reuse_freed_memory(enabled, HUGE_KEEP_BELOW if huge else KEEP_BELOW)
 
 
-def balanced_tile(height: int, width: int, tile: int, overlap: int = DEFAULT_OVERLAP, align: int = 16) -> int:
-    """The smallest tile (at most ``tile``) that covers the image with as few tiles as ``tile`` needs.
-
-    A 1024² image in 512² tiles needs 3 x 3 tiles; at full size they cover 2.25x the pixels, at 384² only
-    1.3x. Time grows with covered pixels, so this keeps time linear in the image's own pixel count.
-    """
-    best = align * 4
-    for length in (height, width):
-        if length <= tile + overlap // 2:
-            best = max(best, min(tile, length))
-            continue
-        count = math.ceil((length - overlap) / (tile - overlap))
-        best = max(best, math.ceil((length + (count - 1) * overlap) / count / align) * align)
-    return min(tile, best)
-
-
 def prepare(
     images: torch.Tensor,
     budget: PerceptualBudget,
@@ -115,7 +98,7 @@ def prepare(
     ``split_view``: default above ``SPLIT_VIEW_PIXELS``."""
     layouts = [_channels_last(encoder) for encoder in encoders]  # first: the targets see the same weights
     h, w = images.shape[-2:]
-    tile_list = tiles(h, w, balanced_tile(h, w, tile), DEFAULT_OVERLAP)[:max_tiles]
+    tile_list = tiles(h, w, tile, DEFAULT_OVERLAP)[:max_tiles]
     weights = blend_weights(tile_list, h, w, images.device)
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
     start = [max(p.squared_sum(images), 1e-12) for p in probes]
