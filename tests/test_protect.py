@@ -210,6 +210,44 @@ def test_batched_tiles_give_the_same_gradient(taef2, small_artwork):
         fixative.protect(small_artwork, "edit", models=[taef2], tile_batch=0)
 
 
+def test_a_reused_pull_of_the_view_skips_the_decoder_and_gives_the_same_gradient(
+    taef2, small_artwork, monkeypatch
+):
+    """`default`'s style cloak reuses what the model sees' pull on the latents every other step (issue 18:
+    such a step costs the encoder's passes alone); the other methods and presets pull every step."""
+    from fixative.optimise import eot, loop, perceptual_budget
+    from fixative.plugins import hooks
+    from fixative.presets import quality
+    from fixative.targets import TargetRequest, make_target
+
+    assert quality("default", "style").view_every == 2
+    assert quality("default", "edit").view_every == quality("default", "concept").view_every == 1
+    assert quality("slow", "style").view_every == quality("default").view_every == 1
+    artwork = small_artwork.copy()
+    artwork.thumbnail((128, 128))
+    art = torch.from_numpy(np.asarray(artwork).copy()).permute(2, 0, 1).float() / 255
+    goal = make_target(TargetRequest(method="style", artwork=art), hooks())
+    problem = loop.prepare(art[None], perceptual_budget(art, 1.0, 12 / 255), [taef2], goal, 512, 2.0)
+    delta = (torch.rand(art[None].shape, generator=torch.Generator().manual_seed(0)) - 0.5) * 0.02
+    decoded = []
+    decode = taef2.decode
+    monkeypatch.setattr(taef2, "decode", lambda z: decoded.append(z.shape) or decode(z))
+
+    def pull(transform=eot.CLEAN, **kept):
+        decoded.clear()
+        return loop.gradient(problem, delta, transform, view_weight=2.0, **kept)[0], len(decoded)
+
+    every_step, passes = pull()
+    pulls: dict = {}
+    fresh, fresh_passes = pull(pulls=pulls)
+    reused, reused_passes = pull(pulls=pulls, reuse=True)
+    assert passes == fresh_passes == 1 and reused_passes == 0
+    assert float((fresh - every_step).abs().max()) < 1e-4 * float(every_step.abs().max())
+    assert float((reused - fresh).abs().max()) < 1e-4 * float(fresh.abs().max())  # the same latents here
+    served = eot.Draw("served", 0.5)  # other-shaped latents: no kept pull fits, the decoder runs
+    assert pull(served, pulls=pulls, reuse=True)[1] == pull(served)[1] >= 1
+
+
 def test_the_split_view_gives_the_same_gradient(taef2, small_artwork):
     """Huge images hold the decoder's graph and the encoder's one after the other (less memory): the same
     gradient and estimate as both at once, clean and through a purification, in every tile batch."""

@@ -142,6 +142,8 @@ def gradient(
     view_weight: float = 0.0,
     tile_batch: int = 1,
     latent_weight: float = 1.0,
+    pulls: dict | None = None,
+    reuse: bool = False,
 ) -> tuple[torch.Tensor, list[float]]:
     """The blended gradient of the normalised loss, and each encoder's strength estimate.
 
@@ -150,7 +152,8 @@ def gradient(
     nothing, so what the model sees moves too. ``tile_batch`` same-sized tiles go through the encoders as
     one batch (a GPU's work per call; on a CPU one at a time keeps memory at one tile). With
     ``problem.split_view`` the same gradient comes from two graphs held one after the other
-    (``_pull_of_the_view``)."""
+    (``_pull_of_the_view``). With ``pulls`` (a dict kept across steps) the view's pull on the latents is
+    kept, and with ``reuse`` the kept pull of same-shaped latents stands in for the decoder's pass."""
     grad = torch.zeros_like(delta)
     sq = [0.0] * len(problem.probes)
     for batch in tile_batches(problem.tiles, tile_batch):
@@ -173,8 +176,10 @@ def gradient(
                 pictures = torch.cat([probe.target_view()[k] for k in batch]) if sees else None
             else:
                 target, pictures = _target_seen_through(probe, chosen, original, transform, sees)
-            pull = None
-            if sees and problem.split_view:
+            key, shape = (tuple(batch), e), tuple(fed.shape)  # one kept pull per tile batch and encoder
+            kept = pulls.get(key) if (sees and reuse and pulls is not None) else None
+            pull = kept[1] if kept is not None and kept[0] == shape else None
+            if sees and pull is None and problem.split_view:
                 pull = _pull_of_the_view(
                     probe.encoder, fed, pictures, view_weight / (problem.view_start[e] * area)
                 )
@@ -182,11 +187,17 @@ def gradient(
             term = (latents - target).pow(2).sum()
             sq[e] += float(term.detach()) / area
             loss = loss + latent_weight * term / (problem.start[e] * area)
-            if pull is not None:  # the view's gradient, chained through the encoder's graph
-                loss = loss + (latents * pull).sum()
-            elif sees:
+            if sees and pull is None:
                 view = (probe.encoder.decode(latents) - pictures).pow(2).sum()
-                loss = loss + view_weight * view / (problem.view_start[e] * area)
+                view = view_weight * view / (problem.view_start[e] * area)
+                if pulls is None:
+                    loss = loss + view
+                else:  # its pull on the latents, kept for the steps that reuse it
+                    (pull,) = torch.autograd.grad(view, latents)
+            if pull is not None:  # the view's gradient, chained through the encoder's graph
+                if pulls is not None:
+                    pulls[key] = (shape, pull.detach())
+                loss = loss + (latents * pull).sum()
         if lpips_weight > 0:
             dist = lpips_distance(x, original, per_image=True)
             if dist is not None:
@@ -336,6 +347,8 @@ class Descent:
         self.clean_gradient: torch.Tensor | None = None  # the last step's, when that step was clean
         purifying = sum(self.schedule.purifies(i) for i in range(quality.steps))
         self.plan = eot.plan(generator, purifying * quality.eot_samples)  # drawn ahead, stratified
+        self.pulls: dict | None = {} if quality.view_every > 1 else None  # the view's kept pulls
+        self.reusing = False  # this step reuses them instead of a decoder pass
 
     def run(self, start: Start, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
         """The steps from ``start``, whose change is taken out of it: held by the caller too, it lived
@@ -352,7 +365,9 @@ class Descent:
             drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
             self.clean_gradient = None  # the last step's gradient must not outlive it: 201 MB at 4096²
+            self.reusing = self.pulls is not None and i % self.quality.view_every != 0
             grad, estimate = self.gradient(delta, drawn, cancel)
+            self.reusing = False
             self.clean_gradient = None if drawn else grad
             self.history.append(estimate)
             if estimate >= stop + rounding_loss:
@@ -429,6 +444,8 @@ class Descent:
                 view_weight=self.quality.view_weight,
                 tile_batch=self.tile_batch,
                 latent_weight=self.quality.latent_weight,
+                pulls=self.pulls,
+                reuse=self.reusing,
             )
             grad = g if grad is None else grad.add_(g)  # no zero buffer: one pass is most steps
             estimate = min(strengths) if estimate is None else estimate
