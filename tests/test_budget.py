@@ -242,9 +242,9 @@ def test_rounding_reuses_a_clean_last_steps_gradient(taef2, small_artwork, monke
     passes = []
     original = loop.Descent.gradient
 
-    def counted(self, delta, drawn, cancel):
+    def counted(self, delta, drawn, cancel, reuse=False):
         passes.append(len(drawn))
-        return original(self, delta, drawn, cancel)
+        return original(self, delta, drawn, cancel, reuse)
 
     monkeypatch.setattr(loop.Descent, "gradient", counted)
     clean = dataclasses.replace(quality("fast"), steps=3, bank_start=False)

@@ -333,9 +333,9 @@ def test_a_step_lets_go_of_the_last_gradient(taef2, small_artwork, monkeypatch):
     given: list[weakref.ref] = []
     passes = loop.Descent.gradient
 
-    def spy(self, delta, drawn, cancel):
+    def spy(self, delta, drawn, cancel, reuse=False):
         alive_when_called.append(sum(ref() is not None for ref in given))
-        grad, estimate = passes(self, delta, drawn, cancel)
+        grad, estimate = passes(self, delta, drawn, cancel, reuse)
         given.append(weakref.ref(grad))
         return grad, estimate
 
@@ -360,9 +360,9 @@ def test_the_starting_change_is_let_go_after_the_first_step(taef2, small_artwork
         begun.append(weakref.ref(start.delta))
         return start
 
-    def spy(self, delta, drawn, cancel):
+    def spy(self, delta, drawn, cancel, reuse=False):
         alive_when_called.append(begun[0]() is not None)
-        return passes(self, delta, drawn, cancel)
+        return passes(self, delta, drawn, cancel, reuse)
 
     monkeypatch.setattr(loop, "starting_point", remembered)
     monkeypatch.setattr(loop.Descent, "gradient", spy)

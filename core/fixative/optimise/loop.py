@@ -348,7 +348,6 @@ class Descent:
         purifying = sum(self.schedule.purifies(i) for i in range(quality.steps))
         self.plan = eot.plan(generator, purifying * quality.eot_samples)  # drawn ahead, stratified
         self.pulls: dict | None = {} if quality.view_every > 1 else None  # the view's kept pulls
-        self.reusing = False  # this step reuses them instead of a decoder pass
 
     def run(self, start: Start, stop: float, progress, cancel) -> tuple[torch.Tensor, bool]:
         """The steps from ``start``, whose change is taken out of it: held by the caller too, it lived
@@ -365,9 +364,8 @@ class Descent:
             drawn = [self.plan.pop(0) for _ in range(self.quality.eot_samples)] if purifies else []
             self.draws.extend(drawn)
             self.clean_gradient = None  # the last step's gradient must not outlive it: 201 MB at 4096²
-            self.reusing = self.pulls is not None and i % self.quality.view_every != 0
-            grad, estimate = self.gradient(delta, drawn, cancel)
-            self.reusing = False
+            reuse = self.pulls is not None and i % self.quality.view_every != 0  # no decoder pass this step
+            grad, estimate = self.gradient(delta, drawn, cancel, reuse)
             self.clean_gradient = None if drawn else grad
             self.history.append(estimate)
             if estimate >= stop + rounding_loss:
@@ -430,7 +428,7 @@ class Descent:
             for p, start in zip(self.problem.probes, self.problem.start, strict=True)
         )
 
-    def gradient(self, delta, drawn, cancel) -> tuple[torch.Tensor, float]:
+    def gradient(self, delta, drawn, cancel, reuse: bool = False) -> tuple[torch.Tensor, float]:
         """Summed gradient over the drawn purifications (one clean pass when none), and the strength
         estimate of the first pass (exact on a clean step, so early stop can trust it)."""
         grad, estimate = None, None
@@ -445,7 +443,7 @@ class Descent:
                 tile_batch=self.tile_batch,
                 latent_weight=self.quality.latent_weight,
                 pulls=self.pulls,
-                reuse=self.reusing,
+                reuse=reuse,
             )
             grad = g if grad is None else grad.add_(g)  # no zero buffer: one pass is most steps
             estimate = min(strengths) if estimate is None else estimate
