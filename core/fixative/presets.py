@@ -117,11 +117,14 @@ def intensity(name: str) -> Intensity:
     return _named(INTENSITIES, name, "intensity")
 
 
-# Per method, where a measurement says one differs. The style cloak reuses the view's pull every other
-# step at `default` (2026-12-06, docs/speed.md): on five artworks at 256² what the model sees 0-3 % less
-# (after JPEG 75/50, downscale 0.25, noise 0.1 + resize -2 to +3 %), optimising 19 % faster at 512² (the
-# Great Wave, 28.2 -> 22.7 s); the edit shield lost 4-9 %, so it and the concept poison pull every step.
-BY_METHOD: dict[str, dict[str, dict]] = {"default": {"style": {"view_every": 2}}}
+# Per method, where a measurement says one differs. The style cloak and the concept poison reuse the view's
+# pull every other step at `default` (2026-12-06, docs/speed.md): on five artworks at 256² what the model
+# sees 0-3 % less for the style cloak, under 1 % for the concept poison (after JPEG 75/50, downscale 0.25,
+# noise 0.1 + resize -2 to +3 %); optimising 17-19 % faster at 512² (the Great Wave: style 28.2 -> 22.7 s,
+# concept 28.0 -> 22.6 s); the edit shield lost 4-9 %, so it pulls every step.
+BY_METHOD: dict[str, dict[str, dict]] = {
+    "default": {"style": {"view_every": 2}, "concept": {"view_every": 2}}
+}
 
 
 def quality(name: str, method: str | None = None) -> Quality:
