@@ -51,21 +51,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-WORKER = r"""
+# --preset: the quality preset's numbers changed for this run only, over a per-method change of the same
+# number (presets.BY_METHOD, absent in older engines), so the numbers asked for are the ones that run.
+CHANGE_PRESET = r"""
+if spec.get("preset"):
+    import dataclasses, fixative.presets as presets
+    named = presets.QUALITIES[spec["quality"]]
+    presets.QUALITIES[spec["quality"]] = dataclasses.replace(named, **spec["preset"])
+    for changes in getattr(presets, "BY_METHOD", {}).get(spec["quality"], {}).values():
+        for key in spec["preset"]:
+            changes.pop(key, None)
+"""
+
+WORKER = (
+    r"""
 import json, sys, torch
 spec = json.loads(sys.argv[1])
 import fixative
 data = torch.load(spec["input"])
 options = dict(models=[spec["model"]], quality=spec["quality"], intensity=spec["intensity"])
-if spec.get("preset"):  # --preset: the quality preset's numbers changed, for this run only
-    import dataclasses, fixative.presets as presets
-    named = presets.QUALITIES[spec["quality"]]
-    presets.QUALITIES[spec["quality"]] = dataclasses.replace(named, **spec["preset"])
+"""
+    + CHANGE_PRESET
+    + r"""
 if spec["method"] == "concept": options.update(target=data["anchor"], concept="the artwork's own subject")
 result = fixative.protect(data["art"], spec["method"], **options)
 torch.save(result.rgb, spec["output"])
 with open(spec["output"] + ".json", "w") as f: json.dump(result.metadata.get("target"), f)
 """
+)
 
 
 def preset_changes(text: str) -> dict:

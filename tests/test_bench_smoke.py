@@ -193,6 +193,20 @@ def test_the_device_kit_holds_the_models_the_artwork_and_its_script(tmp_path, ta
     assert all("==" in p and p.split("==")[1] for p in device_kit.pinned())  # versions installed here
 
 
+def test_efficacy_preset_wins_over_a_per_method_change(monkeypatch):
+    """`--preset view_every=3` must run every method at 3, also one that presets.BY_METHOD sets to 2."""
+    import fixative.presets as presets
+    from bench.efficacy import CHANGE_PRESET
+
+    monkeypatch.setattr(presets, "QUALITIES", dict(presets.QUALITIES))
+    monkeypatch.setattr(presets, "BY_METHOD", {"default": {"style": {"view_every": 2, "steps": 7}}})
+    exec(CHANGE_PRESET, {"spec": {"quality": "default", "preset": {"view_every": 3}}})
+    style, edit = presets.quality("default", "style"), presets.quality("default", "edit")
+    assert style.view_every == edit.view_every == 3
+    assert style.steps == 7  # what --preset leaves alone stays
+    assert presets.quality("fast", "style") == presets.QUALITIES["fast"]
+
+
 def test_efficacy_preset_changes_are_read_as_numbers():
     from bench.efficacy import preset_changes
 
