@@ -247,6 +247,7 @@ def test_a_reused_pull_of_the_view_skips_the_decoder_and_gives_the_same_gradient
     assert float((reused - fresh).abs().max()) < 1e-4 * float(fresh.abs().max())  # the same latents here
     served = eot.Draw("served", 0.5)  # other-shaped latents: no kept pull fits, the decoder runs
     assert pull(served, pulls=pulls, reuse=True)[1] == pull(served)[1] >= 1
+    assert pull(pulls=pulls, reuse=True)[1] == 0  # a served copy's pull, never drawn again, is not kept
 
 
 def test_the_split_view_gives_the_same_gradient(taef2, small_artwork):

@@ -195,7 +195,7 @@ def gradient(
                 else:  # its pull on the latents, kept for the steps that reuse it
                     (pull,) = torch.autograd.grad(view, latents)
             if pull is not None:  # the view's gradient, chained through the encoder's graph
-                if pulls is not None:
+                if pulls is not None and not resized:  # a served copy's size is not drawn again
                     pulls[key] = (shape, pull.detach())
                 loss = loss + (latents * pull).sum()
         if lpips_weight > 0:
