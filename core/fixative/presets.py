@@ -117,13 +117,14 @@ def intensity(name: str) -> Intensity:
     return _named(INTENSITIES, name, "intensity")
 
 
-# Per method, where a measurement says one differs. The style cloak and the concept poison reuse the view's
-# pull every other step at `default` (2026-12-06, docs/speed.md): on five artworks at 256² what the model
-# sees 0-3 % less for the style cloak, under 1 % for the concept poison (after JPEG 75/50, downscale 0.25,
-# noise 0.1 + resize -2 to +3 %); optimising 17-19 % faster at 512² (the Great Wave: style 28.2 -> 22.7 s,
-# concept 28.0 -> 22.6 s); the edit shield lost 4-9 %, so it pulls every step.
+# Per method, where a measurement says one differs. The style cloak and the concept poison run the decoder
+# on every third step at `default` and reuse the view's pull on the latents between (2026-12-06,
+# docs/speed.md): on five artworks at 256² what the model sees within 0.003 of pulling every step (after
+# JPEG 75/50, downscale 0.25, noise 0.1 + resize within 0.01), latent strength 0-4 % lower; optimising at
+# 512² on the Great Wave 28.2 -> 21.7 s (style) and 28.0 -> 21.6 s (concept). The edit shield lost 4-9 %
+# of what the model sees when it reused the pull every other step, so it pulls every step.
 BY_METHOD: dict[str, dict[str, dict]] = {
-    "default": {"style": {"view_every": 2}, "concept": {"view_every": 2}}
+    "default": {"style": {"view_every": 3}, "concept": {"view_every": 3}}
 }
 
 
