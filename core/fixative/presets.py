@@ -106,6 +106,11 @@ QUALITIES: dict[str, Quality] = {
         eot_start=4,
         harden_step=0.3,
         view_weight=2.0,
+        # The decoder every third step, its pull reused between (2026-12-06, docs/speed.md): on five artworks
+        # at 256² what the model sees within 0.003 of pulling every step (after JPEG 75/50, downscale 0.25,
+        # noise 0.1 + resize -4 to +4 %), latent strength 0-4 % lower; optimising at 512² on the Great Wave
+        # 28.2 -> 21.7 s (style), 28.0 -> 21.6 s (concept).
+        view_every=3,
     ),
     "slow": Quality(
         steps=40, eot_samples=1, step_size=0.5, early_stop=0.99, final_step=0.03, view_weight=2.0
@@ -117,15 +122,10 @@ def intensity(name: str) -> Intensity:
     return _named(INTENSITIES, name, "intensity")
 
 
-# Per method, where a measurement says one differs. The style cloak and the concept poison run the decoder
-# on every third step at `default` and reuse the view's pull on the latents between (2026-12-06,
-# docs/speed.md): on five artworks at 256² what the model sees within 0.003 of pulling every step (after
-# JPEG 75/50, downscale 0.25, noise 0.1 + resize within 0.01), latent strength 0-4 % lower; optimising at
-# 512² on the Great Wave 28.2 -> 21.7 s (style) and 28.0 -> 21.6 s (concept). The edit shield lost 4-9 %
-# of what the model sees when it reused the pull every other step, so it pulls every step.
-BY_METHOD: dict[str, dict[str, dict]] = {
-    "default": {"style": {"view_every": 3}, "concept": {"view_every": 3}}
-}
+# Per method, where a measurement says one differs from its preset (none today: the view's pull reused
+# between every third step, first measured for the style cloak and the concept poison, holds for the edit
+# shield too, so it moved into `default` itself; docs/speed.md).
+BY_METHOD: dict[str, dict[str, dict]] = {}
 
 
 def quality(name: str, method: str | None = None) -> Quality:
