@@ -107,9 +107,9 @@ QUALITIES: dict[str, Quality] = {
         harden_step=0.3,
         view_weight=2.0,
         # The decoder every third step, its pull reused between (2026-12-06, docs/speed.md): on five artworks
-        # at 256² what the model sees within 0.003 of pulling every step (after JPEG 75/50, downscale 0.25,
-        # noise 0.1 + resize -4 to +4 %), latent strength 0-4 % lower; optimising at 512² on the Great Wave
-        # 28.2 -> 21.7 s (style), 28.0 -> 21.6 s (concept).
+        # at 256² what the model sees within 0.005 of pulling every step, within 0.003 after each of JPEG
+        # 75/50, downscale 0.25, noise 0.1 + resize; latent strength 0-4 % lower; optimising at 512² on the
+        # Great Wave 28.2 -> 21.7 s (style), 28.0 -> 21.6 s (concept), 27.6 -> 20.9 s (edit).
         view_every=3,
     ),
     "slow": Quality(
