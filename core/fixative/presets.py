@@ -112,6 +112,10 @@ QUALITIES: dict[str, Quality] = {
         # Great Wave 28.2 -> 21.7 s (style), 28.0 -> 21.6 s (concept), 27.6 -> 20.9 s (edit).
         view_every=3,
     ),
+    # `slow` runs the decoder every third step as `default` (2026-12-06): the Great Wave, Mucha's Reverie and
+    # the astronaut at 256², every method, what the model sees within 0.001 of every step, within 0.005
+    # after the four cleaners, latent strength 0-0.002 lower; the Great Wave's style cloak at 512²
+    # optimising 48.2 -> 34.9 s.
     "slow": Quality(
         steps=40,
         eot_samples=1,
@@ -119,9 +123,6 @@ QUALITIES: dict[str, Quality] = {
         early_stop=0.99,
         final_step=0.03,
         view_weight=2.0,
-        # As `default` (2026-12-06): the Great Wave, Mucha's Reverie and the astronaut at 256², every method,
-        # what the model sees within 0.001 of every step, within 0.005 after the four cleaners, latent
-        # strength 0-0.002 lower; the Great Wave's style cloak at 512² optimising 48.2 -> 34.9 s.
         view_every=3,
     ),
 }
