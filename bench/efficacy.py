@@ -51,8 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# --preset: the quality preset's numbers changed for this run only, over a per-method change of the same
-# number (presets.BY_METHOD, absent in older engines), so the numbers asked for are the ones that run.
+# --preset: the quality preset's numbers changed for this run only, also over a per-method change of the
+# same number in an engine that had one (presets.BY_METHOD, 2026-12-06 only), so what is asked for runs.
 CHANGE_PRESET = r"""
 if spec.get("preset"):
     import dataclasses, fixative.presets as presets

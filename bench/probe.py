@@ -117,8 +117,7 @@ def race(spec: dict, encoder, art: torch.Tensor, goal, budget) -> dict:
         steps, delta, history = result.steps, result.delta, result.history
         gradient = None  # a plain loop rounds each pixel to its nearest level inside the box
     else:
-        preset = quality(spec["runner"], spec.get("method", "style"))  # as `protect` resolves it per method
-        # "bank": false races a preset that uses the start bank without it
+        preset = quality(spec["runner"])  # "bank": false races a preset that uses the start bank without it
         preset = dataclasses.replace(preset, bank_start=preset.bank_start and spec.get("bank", True))
         result = run(art, [encoder], goal, budget, preset, seed=0, tile=tile, stop_at=spec.get("stop_at"))
         seconds, steps, delta, history = result.seconds, result.steps, result.delta, result.history

@@ -134,7 +134,7 @@ def protect_time(encoder, art: torch.Tensor, goal, budget, steps: int | None = N
     from fixative.optimise import run
     from fixative.presets import quality
 
-    preset = quality("default", goal.method)
+    preset = quality("default")
     if steps:
         preset = dataclasses.replace(preset, steps=steps, eot_start=min(preset.eot_start, steps - 1))
     synchronise(encoder.device)

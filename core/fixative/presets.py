@@ -5,7 +5,7 @@ The numbers live here and only here; README's table is generated from them (see 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from .errors import BadParameterError
 
@@ -132,17 +132,8 @@ def intensity(name: str) -> Intensity:
     return _named(INTENSITIES, name, "intensity")
 
 
-# Per method, where a measurement says one differs from its preset (none today: the view's pull reused
-# between every third step, first measured for the style cloak and the concept poison, holds for the edit
-# shield too, so it moved into `default` itself; docs/speed.md).
-BY_METHOD: dict[str, dict[str, dict]] = {}
-
-
-def quality(name: str, method: str | None = None) -> Quality:
-    """The named effort preset, with the changes ``BY_METHOD`` makes for ``method``."""
-    effort = _named(QUALITIES, name, "quality")
-    changes = BY_METHOD.get(name, {}).get(method or "", {})
-    return replace(effort, **changes) if changes else effort
+def quality(name: str) -> Quality:
+    return _named(QUALITIES, name, "quality")
 
 
 def _named(table: dict, name: str, what: str):
@@ -156,5 +147,4 @@ def as_table() -> dict[str, dict[str, dict]]:
     return {
         "intensity": {k: asdict(v) for k, v in INTENSITIES.items()},
         "quality": {k: asdict(v) for k, v in QUALITIES.items()},
-        "quality_by_method": BY_METHOD,
     }

@@ -247,7 +247,7 @@ def check_inputs(method, options, overrides: dict) -> tuple[ProtectOptions, list
 
 def presets_for(opts: ProtectOptions) -> tuple[Intensity, Quality]:
     """The intensity and quality presets, with the options that override their numbers applied."""
-    preset, effort = intensity_preset(opts.intensity), quality_preset(opts.quality, opts.method)
+    preset, effort = intensity_preset(opts.intensity), quality_preset(opts.quality)
     if opts.epsilon is not None:
         preset = dataclasses.replace(preset, epsilon=opts.epsilon)
     if opts.jnd_scale is not None:
