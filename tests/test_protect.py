@@ -428,6 +428,27 @@ def test_a_copy_at_most_max_side_keeps_mode_alpha_depth_and_mask(taef2, small_ar
     assert shrunk(deep, 200)[0] is deep
 
 
+def test_a_shrunk_transparent_copy_has_no_rim_of_the_hidden_colour():
+    """``max_side`` on a shape over transparent black (as editors store it): the colour is resized weighted
+    by opacity, as Pillow and browsers resize RGBA, so the black under the transparent pixels does not
+    darken the shape's edge (it did: 190 instead of 248 over white); what stays transparent keeps the
+    plainly resized colour a loader that drops alpha sees."""
+    from fixative.load import shrunk
+
+    yy, xx = np.mgrid[:200, :200]
+    rgba = np.zeros((200, 200, 4), np.uint8)
+    rgba[(yy - 100) ** 2 + (xx - 100) ** 2 < 75**2] = (250, 240, 200, 255)
+    small, _ = shrunk(to_artwork_of(rgba), 50)
+    rgb = small.rgb.permute(1, 2, 0).numpy() * 255
+    opacity = small.alpha.astype(float)[..., None] / 255
+    over_white = rgb * opacity + 255 * (1 - opacity)
+    edge = (small.alpha > 16) & (small.alpha < 240)
+    assert edge.sum() > 20
+    assert over_white[edge].min(axis=0).tolist() >= [248.5, 238.5, 198.5]  # never darker than the shape
+    hidden = small.alpha == 0
+    assert hidden.any() and rgb[hidden].max() < 1  # still the black that was stored there
+
+
 def to_artwork_of(pixels: np.ndarray):
     from fixative.load import to_artwork
 

@@ -231,15 +231,40 @@ def shrunk(
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     levels = 65535 if artwork.bits == 16 else 255
     planes = [_lanczos(plane.numpy(), size) for plane in artwork.rgb.float()]
-    rgb = (torch.from_numpy(np.stack(planes)).clamp(0, 1) * levels).round() / levels
     alpha = artwork.alpha
     if alpha is not None:  # 8- or 16-bit levels, as loaded
         top = np.iinfo(alpha.dtype).max
-        alpha = (_lanczos(alpha.astype(np.float32) / top, size).clip(0, 1) * top).round().astype(alpha.dtype)
+        opacity = alpha.astype(np.float32) / top
+        small_opacity = _lanczos(opacity, size).clip(0, 1)
+        alpha = (small_opacity * top).round().astype(alpha.dtype)
+        planes = _unpremultiplied(
+            artwork.rgb.float().numpy(), opacity, small_opacity, alpha > 0, size, planes
+        )
+    rgb = (torch.from_numpy(np.stack(planes)).clamp(0, 1) * levels).round() / levels
     if mask is not None:
         mask = torch.from_numpy(_lanczos(mask.float().numpy(), size)).clamp(0, 1)
     note = f"protected and written at {size[0]}x{size[1]} (at most {longest} px on a side), from {w}x{h}"
     return dataclasses.replace(artwork, rgb=rgb, alpha=alpha, notes=[*artwork.notes, note]), mask
+
+
+def _unpremultiplied(
+    rgb: np.ndarray,
+    opacity: np.ndarray,
+    small_opacity: np.ndarray,
+    visible: np.ndarray,
+    size: tuple[int, int],
+    plain: list[np.ndarray],
+) -> list[np.ndarray]:
+    """Colour resized weighted by opacity (premultiplied, as Pillow and browsers resize RGBA): the colour
+    under transparent pixels, often black, must not bleed into the edge of the shape (a cream disc on
+    transparent black came out with a dark rim, 190 instead of 248 over white). Where nothing is left
+    visible (``visible``: alpha above 0 once on its levels), the plainly resized colour (``plain``) stays:
+    what a loader that drops alpha sees."""
+    weight = np.maximum(small_opacity, 1e-6)
+    return [
+        np.where(visible, _lanczos(plane * opacity, size) / weight, fallback)
+        for plane, fallback in zip(rgb, plain, strict=True)
+    ]
 
 
 def _lanczos(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
