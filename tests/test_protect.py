@@ -646,10 +646,18 @@ def test_run_on_cpu_keeps_freed_memory(monkeypatch, taef2, small_artwork):
 
 def test_fewer_steps_keep_the_default_hardening_share(monkeypatch, taef2, small_artwork):
     """--steps 8 on the default preset still ends with purified (EOT) steps, not 8 clean ones; the report
-    records what was drawn."""
+    records what was drawn. --steps 1 or 2 still starts with a clean step."""
     result = fixative.protect(small_artwork, models=taef2, steps=8)  # default: 4 of 20 clean -> 2 of 8
     assert len(result.report.eot["draws"]) == 6  # steps 3..8 harden, EOT on every one of them
     assert sum(result.report.eot["counts"].values()) == 6
+    from fixative.api.protect import presets_for
+    from fixative.optimise.loop import Schedule
+    from fixative.options import ProtectOptions
+
+    # one or two steps still start clean (4 of 20 rounds to none of 2)
+    for steps, hardening in ((1, 0), (2, 1), (3, 2)):
+        effort = presets_for(ProtectOptions(steps=steps))[1]
+        assert sum(Schedule(effort).purifies(i) for i in range(steps)) == hardening
 
 
 def test_a_transfer_note_never_divides_by_noise_that_scored_nothing():

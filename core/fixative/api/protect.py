@@ -253,7 +253,11 @@ def presets_for(opts: ProtectOptions) -> tuple[Intensity, Quality]:
     if opts.jnd_scale is not None:
         preset = dataclasses.replace(preset, jnd_scale=opts.jnd_scale)
     if opts.steps is not None:
-        clean = round(effort.eot_start * opts.steps / effort.steps) if effort.steps else 0  # same clean share
+        # The same share of clean steps, and at least one where the preset has any: a run of one or two
+        # steps converges before it hardens (rounding made them purify every step, and a purified last step
+        # costs one more clean pass for the file's rounding).
+        clean = round(effort.eot_start * opts.steps / effort.steps) if effort.steps else 0
+        clean = max(clean, 1) if effort.eot_start > 0 else clean
         effort = dataclasses.replace(effort, steps=opts.steps, eot_start=clean)
     return preset, effort
 
