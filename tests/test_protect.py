@@ -272,6 +272,36 @@ def test_the_split_view_gives_the_same_gradient(taef2, small_artwork):
         assert float(view_only.abs().max()) > 0.1 * float(joint.abs().max())  # the view does pull
 
 
+def test_the_loss_starts_from_one_pass_over_the_original(monkeypatch, taef2, small_artwork):
+    """``prepare`` encodes the original once for both starting distances (latents and what the model
+    sees): a whole pass over the tiles less than encoding it for each; the distances are the same."""
+    from fixative.optimise import loop, perceptual_budget
+    from fixative.targets import Target
+
+    art = torch.from_numpy(np.asarray(small_artwork.resize((160, 112))).copy()).permute(2, 0, 1).float() / 255
+    goal = Target("style", "image", "a test target", image=art.flip(-1).roll(7, dims=-2))
+    passes = {"encode": 0, "decode": 0}
+    encode, decode = type(taef2).forward, type(taef2).decode
+
+    def counted(kind, run):
+        def wrapped(self, x):
+            passes[kind] += 1
+            return run(self, x)
+
+        return wrapped
+
+    monkeypatch.setattr(type(taef2), "forward", counted("encode", encode))
+    monkeypatch.setattr(type(taef2), "decode", counted("decode", decode))
+    problem = loop.prepare(art[None], perceptual_budget(art, 1.0, 12 / 255), [taef2], goal, 96, view_weight=2)
+    tiles = len(problem.tiles)
+    assert tiles > 1 and passes == {"encode": 2 * tiles, "decode": 2 * tiles}  # target, original: once each
+    probe = problem.probes[0]
+    assert problem.start[0] == pytest.approx(probe.squared_sum(art[None]), rel=1e-6)
+    pictures = zip(probe.view(art[None]), probe.target_view(), strict=True)
+    view = sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pictures)
+    assert problem.view_start[0] == pytest.approx(view, rel=1e-6)
+
+
 def test_a_served_draw_meets_the_target_seen_at_the_copys_size(taef2, small_artwork):
     """A served copy (smaller, left so) is compared with the target served the same way: the image turned
     into its target scores 1 there, and the unchanged image about 0, whatever the tile batch."""

@@ -101,8 +101,8 @@ def prepare(
     tile_list = tiles(h, w, tile, DEFAULT_OVERLAP)[:max_tiles]
     weights = blend_weights(tile_list, h, w, images.device)
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
-    start = [max(p.squared_sum(images), 1e-12) for p in probes]
-    view_start = [view_distance(p, images) if view_weight > 0 and p.sees else None for p in probes]
+    distances = [starting_distances(p, images, view_weight > 0 and p.sees) for p in probes]
+    start, view_start = [d[0] for d in distances], [d[1] for d in distances]
     if split_view is None:
         split_view = h * w > SPLIT_VIEW_PIXELS
     return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
@@ -118,10 +118,18 @@ def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> lis
     return [ramp / t.crop(total)[0].clamp_min(1e-8) for t, ramp in zip(tile_list, ramps, strict=True)]
 
 
-def view_distance(probe: StrengthProbe, images: torch.Tensor) -> float:
-    """Summed squared distance of what the model sees of ``images`` to its picture of the target."""
-    pairs = zip(probe.view(images), probe.target_view(), strict=True)
-    return max(sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs), 1e-12)
+@torch.no_grad()
+def starting_distances(probe: StrengthProbe, images: torch.Tensor, sees: bool) -> tuple[float, float | None]:
+    """Summed squared distance of the latents of ``images`` to the target's (what the loss starts from)
+    and, with ``sees``, of what the model sees of them to its picture of the target: the original encoded
+    once for both (a whole pass over the image's tiles less)."""
+    latents = probe.features(images)
+    start = sum(float((f - t).pow(2).sum()) for f, t in zip(latents, probe.target, strict=True))
+    if not sees:
+        return max(start, 1e-12), None
+    pairs = zip(probe.pictures(latents), probe.target_view(), strict=True)
+    view = sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs)
+    return max(start, 1e-12), max(view, 1e-12)
 
 
 def tile_batches(tile_list: list[Tile], size: int) -> list[list[int]]:
