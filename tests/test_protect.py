@@ -490,6 +490,45 @@ def test_cancel_stops(taef2, small_artwork):
         fixative.protect(small_artwork, "edit", models=[taef2], cancel=lambda: True)
 
 
+def test_the_report_scores_with_the_optimisers_probes(monkeypatch, taef2, small_artwork):
+    """The report reuses what the run encoded: the target's latents and picture, and the original's
+    (remembered from the loss's starting distances): only the file and its matched noise are encoded and
+    decoded. A remembered original gives the figures of one encoded afresh; another image is encoded."""
+    from fixative.features import StrengthProbe
+    from fixative.targets import Target
+
+    result = fixative.protect(small_artwork.resize((160, 112)), "edit", models=[taef2], steps=2)
+    passes = {"encode": 0, "decode": 0}
+    encode, decode = type(taef2).forward, type(taef2).decode
+
+    def counted(kind, run):
+        def wrapped(self, x):
+            passes[kind] += self is taef2  # not the other families the transfer note measures
+            return run(self, x)
+
+        return wrapped
+
+    monkeypatch.setattr(type(taef2), "forward", counted("encode", encode))
+    monkeypatch.setattr(type(taef2), "decode", counted("decode", decode))
+    assert result.report.encoders[0].strength > 0
+    assert passes == {"encode": 2, "decode": 2}  # the file and its null; was 4 and 4
+    monkeypatch.undo()
+
+    art = result.artwork.rgb
+    goal = Target("style", "image", "a test target", image=art.flip(-1).roll(7, dims=-2))
+    probe = StrengthProbe.build(taef2, goal, art, tile=96)
+    fresh = probe.compare(art, result.rgb)[0]
+    latents = probe.features(art)
+    probe.remember(art[None], latents, probe.pictures(latents))
+    assert probe.compare(art.clone(), result.rgb)[0] == fresh  # the same image, another tensor: remembered
+    probe.remember(art[None], [torch.zeros_like(z) for z in latents], None)  # a wrong memory, to tell
+    assert probe.compare(art, result.rgb)[0] != fresh
+    assert (
+        probe.compare(art.flip(-1), result.rgb)[0]
+        == StrengthProbe.build(taef2, goal, art, tile=96).compare(art.flip(-1), result.rgb)[0]
+    )  # another original: encoded, not remembered
+
+
 def test_progress_reports_each_step_then_what_is_measured(taef2, small_artwork):
     """Each step, then (after the last, when the report is made) each costly part of the measuring: a
     2048² picture's report takes over a minute after the last step, which hosts must not show as frozen."""

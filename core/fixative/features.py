@@ -164,6 +164,8 @@ class StrengthProbe:
     target: list[torch.Tensor]
     _target_view: list[torch.Tensor] | None = None
     goal: TargetLike | None = None  # what the target features were made from (to re-align them)
+    # The original's latents and what the model sees of them, once encoded (``remember``).
+    _reference: tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor] | None] | None = None
 
     @classmethod
     def build(
@@ -211,7 +213,7 @@ class StrengthProbe:
 
     def strength(self, protected: torch.Tensor, original: torch.Tensor) -> tuple[float, float, float]:
         """(strength, distance before, distance after) of ``protected`` against ``original``."""
-        p, o = self.features(protected), self.features(original)
+        p, o = self.features(protected), self._of_reference(original, seen=False)[0]
         return strength(p, o, self.target), distance(o, self.target), distance(p, self.target)
 
     @property
@@ -235,12 +237,35 @@ class StrengthProbe:
             self._target_view = self.pictures(self.target)
         return self._target_view
 
+    def remember(
+        self, reference: torch.Tensor, latents: list[torch.Tensor], pictures: list[torch.Tensor] | None
+    ) -> None:
+        """Keep ``reference``'s latents (and what the model sees of them) for ``compare``: the optimiser
+        encodes the original for its starting distances, and the report scores against that same original
+        (two passes over the tiles fewer; only where memory allows, ``optimise.loop.prepare``)."""
+        self._reference = (reference, latents, pictures)
+
+    def _of_reference(
+        self, original: torch.Tensor, seen: bool = True
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """The original's latents and (``seen``) pictures: remembered when it is the very image, else
+        encoded."""
+        kept = self._reference
+        x = (original if original.ndim == 4 else original[None]).to(self.encoder.device)
+        if kept is not None and kept[0].shape == x.shape and torch.equal(kept[0], x):
+            latents, pictures = kept[1], kept[2]
+        else:
+            latents, pictures = self.features(x), None
+        if pictures is None and seen and self.sees:
+            pictures = self.pictures(latents)
+        return latents, pictures
+
     @torch.no_grad()
     def compare(self, original: torch.Tensor, *versions: torch.Tensor) -> list[Comparison]:
         """``strength`` and ``decoded_share`` of each version against ``original``, with the original
-        encoded and decoded once (a report scores the protected file and its matched noise)."""
-        o = self.features(original)
-        o_view = self.pictures(o) if self.sees else None
+        encoded and decoded once (a report scores the protected file and its matched noise), or not at
+        all when the probe remembers it."""
+        o, o_view = self._of_reference(original)
         out = []
         for version in versions:
             f = self.features(version)

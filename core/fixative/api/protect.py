@@ -31,7 +31,7 @@ from ..checks.verdict import (
     view_of,
 )
 from ..errors import BadParameterError, FixativeError
-from ..features import StrengthProbe
+from ..features import StrengthProbe, tiles
 from ..load import (
     Artwork,
     load_bytes,
@@ -204,15 +204,16 @@ def protect(
     def measured(pixels: torch.Tensor, flat: bool = False) -> ProtectReport:  # 8, 9
         seen, aim = flattened(work, goal) if flat else (work, goal)  # a JPEG of a transparent image
         begun = time.perf_counter() - protected_in
+        probes = None if flat else optimised.probes  # the optimiser's, remembering the original
         report = make_report(
-            seen, pixels, encoders, aim, opts, preset, optimised, tile, begun, budget_kept, doing
+            seen, pixels, encoders, aim, opts, preset, optimised, tile, begun, budget_kept, doing, probes
         )
         doing("transfer to other model families")
         report.transfer = transfer(seen.rgb, pixels, encoders, aim, opts, tile, report.notes)
         return report
 
     def strength_of(pixels: torch.Tensor) -> float:
-        probes = [StrengthProbe.build(e, goal, work.rgb, tile) for e in encoders]
+        probes = optimised.probes or [StrengthProbe.build(e, goal, work.rgb, tile) for e in encoders]
         return min(round(p.strength(pixels, work.rgb)[0], 4) for p in probes)
 
     metadata = metadata_for(goal, encoders, opts, budget_kept, artwork)
@@ -321,11 +322,19 @@ def measure(original: torch.Tensor, protected: torch.Tensor, encoders: list, goa
 
 
 def scored(
-    original: torch.Tensor, protected: torch.Tensor, encoders: list, goal, tile: int
+    original: torch.Tensor,
+    protected: torch.Tensor,
+    encoders: list,
+    goal,
+    tile: int,
+    probes: list[StrengthProbe] | None = None,
 ) -> tuple[list[StrengthProbe], torch.Tensor, list[EncoderStrength]]:
-    """``measure``'s rows with the probes and the null they came from (for more figures on the same)."""
+    """``measure``'s rows with the probes and the null they came from (for more figures on the same);
+    ``probes`` already built for these encoders, ``goal`` and ``original`` are used when they tile alike."""
     noise = matched_noise(original, protected, seed=1, levels=255)  # as an 8-bit file of it would be
-    probes = [StrengthProbe.build(e, goal, original, tile) for e in encoders]
+    layout = tiles(original.shape[-2], original.shape[-1], tile)
+    if probes is None or [p.encoder for p in probes] != list(encoders) or probes[0].tiles != layout:
+        probes = [StrengthProbe.build(e, goal, original, tile) for e in encoders]
     return probes, noise, [strength_row(p, original, protected, noise) for p in probes]
 
 
@@ -399,11 +408,13 @@ def make_report(
     started: float,
     budget: dict,
     doing: Callable[[str], None] = lambda part: None,
+    probes: list[StrengthProbe] | None = None,
 ) -> ProtectReport:
     """The report of ``protected``; ``doing`` is told each costly part as it starts (a 2048² picture's
-    report takes over a minute after the last step)."""
+    report takes over a minute after the last step). ``probes``: the optimiser's for ``artwork`` and
+    ``goal``, which remember the original's latents (the target and the original not encoded again)."""
     doing("strength and what the model sees")
-    probes, noise, rows = scored(artwork.rgb, protected, encoders, goal, tile)
+    probes, noise, rows = scored(artwork.rgb, protected, encoders, goal, tile, probes)
     report = ProtectReport(
         version=__version__,
         source=artwork.source,

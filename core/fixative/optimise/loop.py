@@ -51,6 +51,10 @@ class OptimiseResult:
     # step was clean: which way to round each pixel to the file's grid (PerceptualBudget.quantise); None
     # after an early stop, whose delta is on the grid.
     gradient: torch.Tensor | None = None
+    # Per encoder, the probe the run scored with, remembering the original's latents and what the model
+    # sees of them: the report measures with it instead of encoding both again (None above
+    # ``SPLIT_VIEW_PIXELS``, where memory binds: nothing is kept).
+    probes: list[StrengthProbe] | None = None
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Problem:
     view_start: list[float | None] = field(default_factory=list)  # the same for what the model sees
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
     split_view: bool = False  # hold the decoder's graph and the encoder's one after the other (less memory)
+    remembered: bool = False  # the probes remember the original's latents and pictures (for the report)
 
 
 def _channels_last(encoder) -> bool:
@@ -101,11 +106,12 @@ def prepare(
     tile_list = tiles(h, w, tile, DEFAULT_OVERLAP)[:max_tiles]
     weights = blend_weights(tile_list, h, w, images.device)
     probes = [StrengthProbe.build(e, goal, images[0], tile_list=tile_list) for e in encoders]
-    distances = [starting_distances(p, images, view_weight > 0 and p.sees) for p in probes]
-    start, view_start = [d[0] for d in distances], [d[1] for d in distances]
     if split_view is None:
         split_view = h * w > SPLIT_VIEW_PIXELS
-    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
+    keep = h * w <= SPLIT_VIEW_PIXELS and max_tiles is None  # the report's own tiles then: all of them
+    distances = [starting_distances(p, images, view_weight > 0 and p.sees, keep) for p in probes]
+    start, view_start = [d[0] for d in distances], [d[1] for d in distances]
+    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view, keep)
 
 
 def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> list[torch.Tensor]:
@@ -119,15 +125,21 @@ def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> lis
 
 
 @torch.no_grad()
-def starting_distances(probe: StrengthProbe, images: torch.Tensor, sees: bool) -> tuple[float, float | None]:
+def starting_distances(
+    probe: StrengthProbe, images: torch.Tensor, sees: bool, keep: bool = False
+) -> tuple[float, float | None]:
     """Summed squared distance of the latents of ``images`` to the target's (what the loss starts from)
     and, with ``sees``, of what the model sees of them to its picture of the target: the original encoded
-    once for both (a whole pass over the image's tiles less)."""
+    once for both (a whole pass over the image's tiles less). With ``keep`` the probe remembers both for
+    the report (``StrengthProbe.remember``)."""
     latents = probe.features(images)
     start = sum(float((f - t).pow(2).sum()) for f, t in zip(latents, probe.target, strict=True))
+    pictures = probe.pictures(latents) if sees or (keep and probe.sees) else None
+    if keep:
+        probe.remember(images, latents, pictures)
     if not sees:
         return max(start, 1e-12), None
-    pairs = zip(probe.pictures(latents), probe.target_view(), strict=True)
+    pairs = zip(pictures, probe.target_view(), strict=True)
     view = sum(float((a.float() - b.float()).pow(2).sum()) for a, b in pairs)
     return max(start, 1e-12), max(view, 1e-12)
 
@@ -328,6 +340,7 @@ def run(
         draws=descent.draws,
         start=begin.source,
         gradient=None if final is None else final.detach()[0].cpu(),
+        probes=problem.probes if problem.remembered else None,
     )
 
 
