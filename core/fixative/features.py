@@ -245,6 +245,11 @@ class StrengthProbe:
         (two passes over the tiles fewer; only where memory allows, ``optimise.loop.prepare``)."""
         self._reference = (reference, latents, pictures)
 
+    @property
+    def remembers(self) -> bool:
+        """Whether the original's latents are kept (``remember``)."""
+        return self._reference is not None
+
     def _of_reference(
         self, original: torch.Tensor, seen: bool = True
     ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:

@@ -70,7 +70,6 @@ class Problem:
     view_start: list[float | None] = field(default_factory=list)  # the same for what the model sees
     channels_last: list[bool] = field(default_factory=list)  # per encoder: feed it channels-last tiles
     split_view: bool = False  # hold the decoder's graph and the encoder's one after the other (less memory)
-    remembered: bool = False  # the probes remember the original's latents and pictures (for the report)
 
 
 def _channels_last(encoder) -> bool:
@@ -111,7 +110,7 @@ def prepare(
     keep = h * w <= SPLIT_VIEW_PIXELS and max_tiles is None  # the report's own tiles then: all of them
     distances = [starting_distances(p, images, view_weight > 0 and p.sees, keep) for p in probes]
     start, view_start = [d[0] for d in distances], [d[1] for d in distances]
-    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view, keep)
+    return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
 
 
 def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> list[torch.Tensor]:
@@ -134,7 +133,7 @@ def starting_distances(
     the report (``StrengthProbe.remember``)."""
     latents = probe.features(images)
     start = sum(float((f - t).pow(2).sum()) for f, t in zip(latents, probe.target, strict=True))
-    pictures = probe.pictures(latents) if sees or (keep and probe.sees) else None
+    pictures = probe.pictures(latents) if probe.sees and (sees or keep) else None
     if keep:
         probe.remember(images, latents, pictures)
     if not sees:
@@ -340,7 +339,7 @@ def run(
         draws=descent.draws,
         start=begin.source,
         gradient=None if final is None else final.detach()[0].cpu(),
-        probes=problem.probes if problem.remembered else None,
+        probes=problem.probes if all(p.remembers for p in problem.probes) else None,
     )
 
 
