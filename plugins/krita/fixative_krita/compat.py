@@ -7,47 +7,30 @@ Krita 5 ships PyQt5; Krita 6 ships PyQt6, where enums are scoped (``Qt.Alignment
 from __future__ import annotations
 
 try:  # Krita 5.x
-    from PyQt5.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer  # noqa: F401
-    from PyQt5.QtGui import QImage, QPixmap  # noqa: F401
-    from PyQt5.QtWidgets import (  # noqa: F401
-        QComboBox,
-        QDialog,
-        QDialogButtonBox,
-        QFileDialog,
-        QFormLayout,
-        QHBoxLayout,
-        QLabel,
-        QLineEdit,
-        QMessageBox,
-        QProgressBar,
-        QPushButton,
-        QSpinBox,
-        QVBoxLayout,
-        QWidget,
-    )
+    from PyQt5 import QtCore, QtGui, QtWidgets
 
     QT_API = "PyQt5"
 except ImportError:  # Krita 6.x
-    from PyQt6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer  # noqa: F401
-    from PyQt6.QtGui import QImage, QPixmap  # noqa: F401
-    from PyQt6.QtWidgets import (  # noqa: F401
-        QComboBox,
-        QDialog,
-        QDialogButtonBox,
-        QFileDialog,
-        QFormLayout,
-        QHBoxLayout,
-        QLabel,
-        QLineEdit,
-        QMessageBox,
-        QProgressBar,
-        QPushButton,
-        QSpinBox,
-        QVBoxLayout,
-        QWidget,
-    )
+    from PyQt6 import QtCore, QtGui, QtWidgets
 
     QT_API = "PyQt6"
+
+QByteArray, Qt, QTimer = QtCore.QByteArray, QtCore.Qt, QtCore.QTimer
+QImage, QPixmap = QtGui.QImage, QtGui.QPixmap
+QComboBox = QtWidgets.QComboBox
+QDialog = QtWidgets.QDialog
+QDialogButtonBox = QtWidgets.QDialogButtonBox
+QFileDialog = QtWidgets.QFileDialog
+QFormLayout = QtWidgets.QFormLayout
+QHBoxLayout = QtWidgets.QHBoxLayout
+QLabel = QtWidgets.QLabel
+QLineEdit = QtWidgets.QLineEdit
+QMessageBox = QtWidgets.QMessageBox
+QProgressBar = QtWidgets.QProgressBar
+QPushButton = QtWidgets.QPushButton
+QSpinBox = QtWidgets.QSpinBox
+QVBoxLayout = QtWidgets.QVBoxLayout
+QWidget = QtWidgets.QWidget
 
 
 def enum(owner: object, scope: str, name: str):

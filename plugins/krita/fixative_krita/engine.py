@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 try:  # installed: copied into the package by ``fixative install krita``
     from . import fixative_client as client  # type: ignore[attr-defined]
@@ -64,46 +65,32 @@ def default_client_factory():
     return client_module().ensure_engine()
 
 
-class ProtectJob:
-    """One protection request running on a worker thread; the GUI polls ``snapshot()``."""
+_Work = TypeVar("_Work", bound="BackgroundWork")
 
-    def __init__(
-        self,
-        image_bytes: bytes,
-        options: dict,
-        filename: str = "image.png",
-        client_factory: Callable[[], object] | None = None,
-        mask: bytes | None = None,
-    ) -> None:
-        self.image_bytes = image_bytes
-        self.mask = mask  # PNG, white where the engine may change pixels
-        self.options = dict(options)
-        self.filename = filename
-        self.client_factory = client_factory or default_client_factory
+
+class BackgroundWork:
+    """Work on a daemon thread whose state the GUI polls with ``snapshot()``; ``cancel()`` only asks.
+
+    Subclasses set ``thread_name`` and ``cancelling`` (the message while a cancel is pending) and write
+    ``_run``, which ends in a finished state (see ``FINISHED``)."""
+
+    thread_name = "fixative-work"
+    cancelling = "Cancelling…"
+
+    def __init__(self, state: dict) -> None:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
-        self._state = {
-            "state": "starting",
-            "progress": 0.0,
-            "step": 0,
-            "total": 0,
-            "eta": None,
-            "message": "Starting the Fixative engine…",
-            "error": None,
-        }
-        self.result_bytes: bytes | None = None
-        self.report: dict | None = None
-        self.started_at = time.monotonic()
+        self._state = state
 
-    def start(self) -> ProtectJob:
-        self._thread = threading.Thread(target=self._run, name="fixative-protect", daemon=True)
+    def start(self: _Work) -> _Work:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
     def cancel(self) -> None:
         self._cancel.set()
-        self._update(message="Cancelling…")
+        self._update(message=self.cancelling)
 
     @property
     def cancel_requested(self) -> bool:
@@ -126,6 +113,43 @@ class ProtectJob:
     def _update(self, **values) -> None:
         with self._lock:
             self._state.update(values)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ProtectJob(BackgroundWork):
+    """One protection request running on a worker thread; the GUI polls ``snapshot()``."""
+
+    thread_name = "fixative-protect"
+
+    def __init__(
+        self,
+        image_bytes: bytes,
+        options: dict,
+        filename: str = "image.png",
+        client_factory: Callable[[], object] | None = None,
+        mask: bytes | None = None,
+    ) -> None:
+        self.image_bytes = image_bytes
+        self.mask = mask  # PNG, white where the engine may change pixels
+        self.options = dict(options)
+        self.filename = filename
+        self.client_factory = client_factory or default_client_factory
+        super().__init__(
+            {
+                "state": "starting",
+                "progress": 0.0,
+                "step": 0,
+                "total": 0,
+                "eta": None,
+                "message": "Starting the Fixative engine…",
+                "error": None,
+            }
+        )
+        self.result_bytes: bytes | None = None
+        self.report: dict | None = None
+        self.started_at = time.monotonic()
 
     def _on_progress(self, status: dict) -> None:
         total = int(status.get("total") or 0)
@@ -175,44 +199,17 @@ def needs_encoder(message: str | None) -> bool:
     return NO_ENCODER in (message or "").lower()
 
 
-class EncoderDownload:
+class EncoderDownload(BackgroundWork):
     """ "Get the recommended encoder": the engine downloads it and checks its SHA-256; the GUI polls
     ``snapshot()`` and may ``cancel()`` (nothing is kept then)."""
+
+    thread_name = "fixative-get-encoder"
+    cancelling = "Cancelling the download…"
 
     def __init__(self, client_factory: Callable[[], object] | None = None, name: str = RECOMMENDED_ENCODER):
         self.client_factory = client_factory or default_client_factory
         self.name = name
-        self._lock = threading.Lock()
-        self._cancel = threading.Event()
-        self._state = {"state": "running", "progress": 0.0, "message": f"Getting the {name} encoder…"}
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> EncoderDownload:
-        self._thread = threading.Thread(target=self._run, name="fixative-get-encoder", daemon=True)
-        self._thread.start()
-        return self
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self._update(message="Cancelling the download…")
-
-    def snapshot(self) -> dict:
-        with self._lock:
-            return dict(self._state)
-
-    @property
-    def finished(self) -> bool:
-        return self.snapshot()["state"] in FINISHED
-
-    def wait(self, timeout: float | None = None) -> dict:
-        """For scripts and tests only; the GUI never waits."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.snapshot()
-
-    def _update(self, **values) -> None:
-        with self._lock:
-            self._state.update(values)
+        super().__init__({"state": "running", "progress": 0.0, "message": f"Getting the {name} encoder…"})
 
     def _on_progress(self, status: dict) -> None:
         total, done = int(status.get("total") or 0), int(status.get("done") or 0)
