@@ -334,3 +334,17 @@ def test_the_orientation_bench_measures_both_ways_upright(tmp_path):
     assert shown["upright"] == pytest.approx(shown["reported"], abs=0.01)
     assert row["stored pixels"]["upright"] < row["stored pixels"]["reported"]
     assert "| edit |" in (tmp_path / "latest-orientation.md").read_text()
+
+
+def test_the_flat_bench_scores_every_target_and_protects_both_ways(tmp_path):
+    from bench import flat
+
+    argv = ["--sizes", "64", "--protect", "grey", "--protect-size", "64", "--out", str(tmp_path)]
+    assert flat.main(argv) == 0
+    data = json.loads((tmp_path / "latest-flat.json").read_text())
+    grey = next(r for r in data["reach"] if r["picture"] == "grey")
+    assert grey["under_floor"] == ["style:chosen", "edit:chosen"] and grey["reach"]["edit:pattern"] > -0.5
+    assert all(not r["under_floor"] for r in data["reach"] if r["picture"].endswith((".jpg", ".png")))
+    edit = next(r for r in data["protect"] if r["method"] == "edit")
+    assert edit["first choice named"]["target"] == "grey" and edit["Fixative's choice"]["target"] == "pattern"
+    assert "| grey | edit | Fixative's choice | pattern |" in (tmp_path / "latest-flat.md").read_text()

@@ -283,3 +283,18 @@ def test_steps_on_the_files_grid_stay_on_it_inside_the_box_and_gain(taef2, small
     probe = StrengthProbe.build(taef2, goal, art, taef2.tile)
     before = probe.strength(budget.quantise(art, rounded.delta, gradient=rounded.gradient)[None], art)[0]
     assert probe.strength(written[None], art)[0] > before + 0.002  # 0.317 -> 0.333 here
+
+
+def test_the_budgets_noise_fills_the_budget_with_random_signs(small_artwork):
+    """What ``reach_of_noise`` scores: the whole budget, no direction, inside the box and the cap."""
+    art = torch.from_numpy(np.asarray(small_artwork.resize((96, 64)))).permute(2, 0, 1).float() / 255
+    budget = perceptual_budget(art, 1.0, 12 / 255)
+    noisy = budget.noise(art[None], seed=3)
+    change = noisy - art[None]
+    assert torch.equal(noisy, budget.noise(art[None], seed=3))
+    assert not torch.equal(noisy, budget.noise(art[None], seed=4))
+    assert not budget.exceeded(art, noisy[0]).any() and float(change.abs().max()) <= 12 / 255 + 1e-6
+    ycc = to_ycc(change[0])
+    assert float((ycc.abs() >= budget.limit * 0.99).float().mean()) > 0.5  # most of it at the limit
+    moved = ycc[ycc.abs() > 1e-6]
+    assert abs(float((moved > 0).float().mean()) - 0.5) < 0.02  # signs of no direction

@@ -879,3 +879,36 @@ def test_a_large_picture_reports_what_a_copy_served_at_half_size_keeps(
     half = [p for p in purify.standard() if p.name == "served at 0.5"]
     checked = fixative.check(written, original=picture, models=[taef2], purifications=half, transfer=False)
     assert abs(checked.robustness[0].strength - served.strength) < 2e-3
+
+
+def test_a_flat_picture_pulls_toward_a_built_in_target_beyond_the_noise(taef2):
+    """A grey picture is the grey edit target and a black one the posterised 'pop' style: any change moved
+    the latents farther than such a target lies (strength -40 beside noise at -78, or 1.00 beside noise
+    at 1.00). Fixative's own choice then gives way to the next built-in target, and says so; a target the
+    user named is kept, at no extra encoder pass."""
+    grey = Image.new("RGB", (64, 64), (128, 128, 128))
+    black = Image.new("RGB", (64, 64), (0, 0, 0))
+    edit = fixative.protect(grey, "edit", models=[taef2], quality="fast", steps=2)
+    assert edit.report.target["kind"] == "pattern" and edit.metadata["target"]["kind"] == "pattern"
+    assert any("built-in grey" in n and "instead" in n for n in edit.report.notes)
+    assert -1 < edit.report.encoders[0].noise_strength and edit.report.strength > 0.1
+    style = fixative.protect(black, "style", models=[taef2], quality="fast", steps=2)
+    assert style.report.target["details"]["style"] == "charcoal"
+    assert any("style 'pop'" in n and "under -1000" in n for n in style.report.notes)
+    asked = fixative.protect(grey, "edit", models=[taef2], quality="fast", steps=2, pattern="grey")
+    assert asked.report.target["kind"] == "grey" and not any("instead" in n for n in asked.report.notes)
+
+
+def test_the_noise_check_costs_one_pass_and_only_where_fixative_chose(monkeypatch, taef2, small_artwork):
+    from fixative.optimise import loop
+
+    calls = []
+    real = loop.reach_of_noise
+    monkeypatch.setattr(loop, "reach_of_noise", lambda *a, **k: calls.append(1) or real(*a, **k))
+    small = small_artwork.resize((64, 48))
+    plain = fixative.protect(small, "edit", models=[taef2], quality="fast", steps=2)
+    assert calls == [1] and not any("instead" in n for n in plain.report.notes)
+    assert plain.report.target["kind"] == "grey"
+    fixative.protect(small, "edit", models=[taef2], quality="fast", steps=2, pattern="grey")
+    fixative.protect(small, "concept", models=[taef2], quality="fast", steps=2, target=small)
+    assert calls == [1]

@@ -161,3 +161,20 @@ def test_missing_pipeline_is_a_clear_error(small_artwork, tmp_path):
         make_target(
             TargetRequest("concept", _art(small_artwork), anchor="a cat", pipeline=str(tmp_path / "none"))
         )
+
+
+def test_fallbacks_are_the_other_built_in_targets_only_where_fixative_chose(small_artwork):
+    """A flat picture can lie within noise of Fixative's first choice; the other built-ins are the way out,
+    but a target the user named is never replaced."""
+    from fixative.targets.builtin import fallbacks
+    from fixative.targets.styles import auto_style
+
+    art = torch.from_numpy(np.asarray(small_artwork)).permute(2, 0, 1).float() / 255
+    chosen = auto_style(art)
+    styles = [r.style for r in fallbacks(TargetRequest("style", art))]
+    assert chosen not in styles and sorted([chosen, *styles]) == ["charcoal", "mosaic", "pop"]
+    assert [r.pattern for r in fallbacks(TargetRequest("edit", art))] == ["pattern"]
+    assert fallbacks(TargetRequest("style", art, style="pop")) == []
+    assert fallbacks(TargetRequest("edit", art, pattern="grey")) == []
+    assert fallbacks(TargetRequest("edit", art, image=art)) == []
+    assert fallbacks(TargetRequest("concept", art, image=art)) == []

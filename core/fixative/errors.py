@@ -27,6 +27,16 @@ class BadParameterError(FixativeError):
     """An option has a value outside what it accepts."""
 
 
+class TargetWithinNoise(FixativeError):
+    """Noise the size of the whole budget already moves the latents far from the target (a flat picture
+    and a target close to it): a pull toward it would not be measurable. ``reach`` is that noise's
+    strength, the weakest encoder's."""
+
+    def __init__(self, reach: float, encoder: str) -> None:
+        self.reach, self.encoder = reach, encoder
+        super().__init__(f"noise of the budget's size scores {reach:.2f} toward the target on {encoder}")
+
+
 class Cancelled(FixativeError):  # noqa: N818 - reads as "raise Cancelled"
     """The caller asked to stop; nothing was written."""
 

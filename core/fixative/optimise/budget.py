@@ -237,6 +237,19 @@ class PerceptualBudget:
 
         return _by_rows(rows, delta, direction, self.limit.to(delta), strip=strip)
 
+    def noise(self, images: torch.Tensor, seed: int = 0, strip: int = 512) -> torch.Tensor:
+        """``images`` (B, 3, H, W) plus the whole budget with random signs (each YCbCr channel at its
+        limit, then projected): the largest change of no direction at all the budget allows."""
+        g = torch.Generator().manual_seed(seed)
+        signs = torch.randint(0, 2, self.limit.shape, generator=g, dtype=torch.uint8).to(images.device)
+
+        def rows(x: torch.Tensor, s: torch.Tensor, limit: torch.Tensor) -> torch.Tensor:
+            return to_rgb(limit * (s.to(x) * 2 - 1)).expand_as(x)
+
+        change = _by_rows(rows, images, signs, self.limit.to(images), strip=strip)  # strip-sized temporaries
+        del signs
+        return self.project(change, images, strip=strip).add_(images)
+
     def exceeded(
         self, original: torch.Tensor, changed: torch.Tensor, tolerance: float = 1e-6
     ) -> torch.Tensor:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..errors import BadParameterError, Cancelled
+from ..errors import BadParameterError, Cancelled, TargetWithinNoise
 from ..features import DEFAULT_OVERLAP, DEFAULT_TILE, StrengthProbe, Tile, tile_weight, tiles
 from ..presets import Quality
 from . import eot
@@ -111,6 +111,19 @@ def prepare(
     distances = [starting_distances(p, images, view_weight > 0 and p.sees, keep) for p in probes]
     start, view_start = [d[0] for d in distances], [d[1] for d in distances]
     return Problem(images, budget, tile_list, weights, probes, start, view_start, layouts, split_view)
+
+
+def reach_of_noise(problem: Problem, seed: int = 0) -> tuple[float, str]:
+    """The strength toward the target of noise the size of the whole budget (``PerceptualBudget.noise``),
+    and the encoder where it is lowest. Near 0 on artworks and photos; far below 0 on a flat picture whose
+    target is close to it, where any change moves the latents farther than the target lies (a grey picture
+    and the grey edit target). ``api.protect.REACH_FLOOR`` has the figures."""
+    noisy = problem.budget.noise(problem.images, seed)
+    scores = [
+        (1 - probe.squared_sum(noisy) / start, getattr(probe.encoder, "name", "the encoder"))
+        for probe, start in zip(problem.probes, problem.start, strict=True)
+    ]
+    return min(scores)
 
 
 def blend_weights(tile_list: list[Tile], height: int, width: int, device) -> list[torch.Tensor]:
@@ -298,6 +311,7 @@ def run(
     cancel: CancelFn | None = None,
     tile_batch: int | None = None,
     levels: int = 255,
+    reach_floor: float | None = None,
 ) -> OptimiseResult:
     """Optimise a perturbation for ``images`` (3, H, W) against every encoder at once, inside ``budget``.
 
@@ -305,6 +319,8 @@ def run(
     reaching a given strength takes); a run stops early only once the file it would write (on the grid
     of ``levels``, ``PerceptualBudget.quantise``) has that strength, and then returns that file's change.
     ``tile_batch``: tiles per encoder call (default: 1 on a CPU, ``GPU_TILE_BATCH`` elsewhere).
+    With ``reach_floor``, raises ``TargetWithinNoise`` before the first step when noise of the budget's
+    size scores under it toward the target (``reach_of_noise``: one encoder pass more).
     """
     if optimizer not in ("pgd", "adam"):
         raise BadParameterError(f"unknown optimizer {optimizer!r}; use pgd or adam")
@@ -317,6 +333,10 @@ def run(
     with reuse_freed_memory_for(x, device.type == "cpu"):
         begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
+        if reach_floor is not None:
+            reach, encoder = reach_of_noise(problem, seed)
+            if reach < reach_floor:
+                raise TargetWithinNoise(reach, encoder)
         batch = tile_batch or (1 if device.type == "cpu" else GPU_TILE_BATCH)
         descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch, levels)
         stop = quality.early_stop if stop_at is None else stop_at

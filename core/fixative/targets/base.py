@@ -41,6 +41,7 @@ class Target:
     caption: str | None = None
     details: dict = field(default_factory=dict)
     needs: str | None = None  # what ``check`` must be given again to rebuild it: "image" or "pipeline"
+    notes: list[str] = field(default_factory=list)  # for the report: why this target (not recorded)
 
     def features(
         self, encoder, original_tile: torch.Tensor, target_tile: torch.Tensor | None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -280,6 +281,20 @@ class EditTarget(Maker):
             return None
         self.restore(request, recorded.get("details") or {"pattern": recorded["kind"]})
         return self.make(request)
+
+
+def fallbacks(request: TargetRequest) -> list[TargetRequest]:
+    """The method's other built-in targets, in the order to try them, where Fixative chose the target (no
+    image, style or pattern asked for): a flat picture can lie within the noise of its first choice (a grey
+    picture and the grey edit target, a black one and the posterised 'pop' style). [] where the user chose."""
+    if request.image is not None:
+        return []
+    if request.method == "style" and request.style is None:
+        chosen = auto_style(request.artwork)
+        return [replace(request, style=name) for name in STYLES if name != chosen]
+    if request.method == "edit" and request.pattern is None:
+        return [replace(request, pattern=name) for name in PATTERNS if name != "grey"]
+    return []
 
 
 def _image_digest(image: torch.Tensor) -> str:
