@@ -912,3 +912,13 @@ def test_the_noise_check_costs_one_pass_and_only_where_fixative_chose(monkeypatc
     fixative.protect(small, "edit", models=[taef2], quality="fast", steps=2, pattern="grey")
     fixative.protect(small, "concept", models=[taef2], quality="fast", steps=2, target=small)
     assert calls == [1]
+
+
+def test_a_target_the_picture_already_is_claims_no_strength():
+    """Strength over a zero distance read 1.00 ("they equal the target") for the protection and its noise
+    alike: a named target the picture already is (a black picture's 'pop' style) now reads 0."""
+    from fixative.features import strength
+
+    same = [torch.ones(1, 4, 2, 2)]
+    assert strength([torch.zeros(1, 4, 2, 2)], same, same) == 0.0
+    assert strength(same, [torch.zeros(1, 4, 2, 2)], same) == 1.0

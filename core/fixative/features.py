@@ -118,10 +118,11 @@ def distance(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
 def strength(
     protected: list[torch.Tensor], original: list[torch.Tensor], target: list[torch.Tensor]
 ) -> float:
-    """0 = features did not move toward the target, 1 = they equal it (can go below 0 if they moved away)."""
+    """0 = features did not move toward the target, 1 = they equal it (can go below 0 if they moved away).
+    A target the original already equals gives nothing to move toward: 0, never a claim of 1."""
     start = distance(original, target)
     if start <= 1e-12:
-        return 1.0
+        return 0.0
     return 1.0 - distance(protected, target) / start
 
 
