@@ -922,3 +922,16 @@ def test_a_target_the_picture_already_is_claims_no_strength():
     same = [torch.ones(1, 4, 2, 2)]
     assert strength([torch.zeros(1, 4, 2, 2)], same, same) == 0.0
     assert strength(same, [torch.zeros(1, 4, 2, 2)], same) == 1.0
+
+
+def test_a_weak_note_names_the_line_a_row_misses():
+    """A strength of 0.42 beside noise at 0.32 read "is under 0.12"; it is under three times its noise."""
+    from fixative.api.protect import why_weak
+    from fixative.reports import EncoderStrength
+
+    def row(strength, noise):
+        return EncoderStrength("taef2", "taef2", strength, noise_strength=noise, vs_noise=None)
+
+    assert why_weak(row(0.42, 0.32)) == "taef2 strength 0.42 is under 3x what matched noise scores (0.32)"
+    assert "did not move toward the target (strength -0.24" in why_weak(row(-0.24, -0.16))
+    assert why_weak(row(0.08, 0.001)).startswith("taef2 strength 0.08 (matched noise 0.001) is under 0.12")

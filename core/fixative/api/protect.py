@@ -28,6 +28,7 @@ from ..checks.verdict import (
     PROTECTED_STRENGTH,
     PROTECTED_VIEW,
     SURVIVES_STRENGTH,
+    noise_like,
     under_the_line,
     view_of,
 )
@@ -586,17 +587,28 @@ def weak_note(rows: list[EncoderStrength], intensity: str) -> str | None:
     weak = [r for r in protecting if under_the_line(r.strength, r.noise_strength, *view)]
     if not weak:
         return None
-    said = ", ".join(f"{r.family} strength {r.strength:.2f} ({beside_noise(r)})" for r in weak)
     advice = (
         "--intensity high moved the latents 1.4-1.9x as far on the shared images, more visibly "
         "(docs/efficacy.md, docs/visibility.md)"
         if intensity != "high"
         else "this is already the largest named budget"
     )
+    said = "; ".join(why_weak(r) for r in weak)
+    return f"weak: {said}, so `fixative check` would not call it protected; {advice}"
+
+
+def why_weak(row: EncoderStrength) -> str:
+    """Which of ``check``'s lines one encoder's row misses, in its own terms: a strength of 0.42 read "is
+    under 0.12" where it was under three times its noise."""
+    name, strength = row.family, f"{row.strength:.2f}"
+    if row.strength <= 0:
+        return f"{name}'s latents did not move toward the target (strength {strength}, {beside_noise(row)})"
+    if noise_like(row.strength, row.noise_strength):
+        noise = f"{NOISE_MULTIPLE:g}x what matched noise scores ({row.noise_strength:.2f})"
+        return f"{name} strength {strength} is under {noise}"
     return (
-        f"weak: {said} is under what `fixative check` calls protected ({PROTECTED_STRENGTH:.2f}, or "
-        f"{SURVIVES_STRENGTH:.2f} where what the model sees moved {PROTECTED_VIEW:.2f} of the way; each "
-        f"{NOISE_MULTIPLE:g}x matched noise); {advice}"
+        f"{name} strength {strength} ({beside_noise(row)}) is under {PROTECTED_STRENGTH:.2f} (or "
+        f"{SURVIVES_STRENGTH:.2f} where what the model sees moved {PROTECTED_VIEW:.2f} of the way)"
     )
 
 
