@@ -283,10 +283,11 @@ def mask_for(mask, artwork: Artwork) -> torch.Tensor | None:
 
 # Where Fixative chose the target, noise the size of the whole budget must score this toward it before
 # the first step, or the next built-in target is taken. The twelve shared artworks and photos, every built-in
-# target, 128² to 512²: -0.11 to 0.04. Made flat pictures' first choices: -0.11 to -0.20 where kept (a
-# colour's charcoal style), -0.29 and far below where not (a grey picture is the grey target); protected
-# toward those, strength read -77 to 1.00 beside noise (`python -m bench.flat`; docs/efficacy.md, "Flat
-# pictures").
+# target, 128² to 512²: -0.11 to 0.04; at 1024², most of them enlarged and so smoother, down to -0.15 (the
+# Chelsea photo enlarged 2.3x, its charcoal style). Made flat pictures' first choices: -0.11 to -0.20 where
+# kept (a colour's charcoal style), -0.29 and far below where not (a grey picture is the grey target);
+# protected toward those, strength read -77 to 1.00 beside noise (`python -m bench.flat`; docs/efficacy.md,
+# "Flat pictures").
 REACH_FLOOR = -0.25
 
 
@@ -309,8 +310,9 @@ def reachable(
             continue
         if passed:
             goal.notes.append(
-                f"a flat picture: noise of the budget's size alone moved {' and '.join(passed)}, so this "
-                f"protection pulls toward {goal.description} instead"
+                f"noise of the budget's size alone moved {' and '.join(passed)}: on a picture this flat or "
+                f"smooth that target lies within the noise, so this protection pulls toward "
+                f"{goal.description} instead"
             )
         return goal, optimised
     raise AssertionError("the last target is taken as it is")  # pragma: no cover
