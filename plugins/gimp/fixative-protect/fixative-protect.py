@@ -15,10 +15,12 @@ Cancel), nobody polls the job any more and the engine drops it and frees its mem
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 
 import gi
 
@@ -399,6 +401,22 @@ def _error_values(procedure, message: str, status=None):
     return procedure.new_return_values(status or Gimp.PDBStatusType.EXECUTION_ERROR, error)
 
 
+def answers_errors(run: Callable) -> Callable:
+    """A procedure's errors as GIMP's return values, in one line (never a traceback): what the user can act
+    on as it is, anything from files or GLib named as Fixative's."""
+
+    @functools.wraps(run)
+    def answering(procedure, *args):
+        try:
+            return run(procedure, *args)
+        except PluginError as exc:
+            return _error_values(procedure, str(exc))
+        except (OSError, GLib.Error) as exc:
+            return _error_values(procedure, f"Fixative: {exc}")
+
+    return answering
+
+
 def _run_dialog(procedure, config, image, title: str, export: bool) -> bool:
     if GimpUi is None:
         raise PluginError("GIMP's user interface library is not available; run non-interactively")
@@ -414,78 +432,66 @@ def _run_dialog(procedure, config, image, title: str, export: bool) -> bool:
         dialog.destroy()
 
 
+@answers_errors
 def run_export(procedure, run_mode, image, gfile, options, metadata, config, run_data):
     """File > Export As > Protected image (Fixative)."""
-    try:
-        interactive = run_mode == Gimp.RunMode.INTERACTIVE
-        if interactive and not _run_dialog(procedure, config, image, "", export=True):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        values = dict(config_values(config), max_side=config.get_property("max-side"))
-        target = gfile.get_path() or gfile.get_uri()
-        fmt = output_format_for(gfile.get_basename() or target)
-        job_options = options_from_values(values, fmt)
-        Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
-        target_bytes = read_target(values["target"])
-        protected, report = protect_bytes(
-            flattened_png(image), job_options, "image.png", "Fixative", target=target_bytes
-        )
-        store_to_gfile(gfile, protected)
-        Gimp.progress_end()
-        tell_summary(os.path.basename(target), report)
-        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    except PluginError as exc:
-        return _error_values(procedure, str(exc))
-    except (OSError, GLib.Error) as exc:
-        return _error_values(procedure, f"Fixative: {exc}")
+    interactive = run_mode == Gimp.RunMode.INTERACTIVE
+    if interactive and not _run_dialog(procedure, config, image, "", export=True):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    values = dict(config_values(config), max_side=config.get_property("max-side"))
+    target = gfile.get_path() or gfile.get_uri()
+    fmt = output_format_for(gfile.get_basename() or target)
+    job_options = options_from_values(values, fmt)
+    Gimp.progress_init(f"Protecting {os.path.basename(target)} with Fixative")
+    target_bytes = read_target(values["target"])
+    protected, report = protect_bytes(
+        flattened_png(image), job_options, "image.png", "Fixative", target=target_bytes
+    )
+    store_to_gfile(gfile, protected)
+    Gimp.progress_end()
+    tell_summary(os.path.basename(target), report)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
+@answers_errors
 def run_filter(procedure, run_mode, image, drawables, config, run_data):
     """Filters > Fixative > Protect...: a protected copy of the active layer, as one undo step."""
+    if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer) or drawables[0].is_group():
+        raise PluginError("Fixative: select exactly one pixel layer to protect")
+    source = drawables[0]
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _run_dialog(
+        procedure, config, image, "Protect with Fixative", export=False
+    ):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    values = config_values(config)
+    job_options = options_from_values(values, "png")
+    Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
+    target_bytes = read_target(values["target"])
+    source_png, mask_png = layer_png(source), selection_mask_png(image, source)
+    protected, report = protect_bytes(
+        source_png, job_options, "layer.png", "Fixative", mask=mask_png, target=target_bytes
+    )
+    # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
+    image.undo_group_start()
     try:
-        if len(drawables) != 1 or not isinstance(drawables[0], Gimp.Layer) or drawables[0].is_group():
-            raise PluginError("Fixative: select exactly one pixel layer to protect")
-        source = drawables[0]
-        if run_mode == Gimp.RunMode.INTERACTIVE and not _run_dialog(
-            procedure, config, image, "Protect with Fixative", export=False
-        ):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
-        values = config_values(config)
-        job_options = options_from_values(values, "png")
-        Gimp.progress_init(f"Protecting layer '{source.get_name()}' with Fixative")
-        target_bytes = read_target(values["target"])
-        source_png, mask_png = layer_png(source), selection_mask_png(image, source)
-        protected, report = protect_bytes(
-            source_png, job_options, "layer.png", "Fixative", mask=mask_png, target=target_bytes
-        )
-        # Only now touch the image, in one undo group: a failed or cancelled run changes nothing.
-        image.undo_group_start()
-        try:
-            layer = add_protected_layer(image, source, protected)
-        finally:
-            image.undo_group_end()
-        image.set_selected_layers([layer])
-        Gimp.progress_end()
-        Gimp.displays_flush()
-        tell_summary(f"layer '{layer.get_name()}'", report)
-        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    except PluginError as exc:
-        return _error_values(procedure, str(exc))
-    except (OSError, GLib.Error) as exc:
-        return _error_values(procedure, f"Fixative: {exc}")
+        layer = add_protected_layer(image, source, protected)
+    finally:
+        image.undo_group_end()
+    image.set_selected_layers([layer])
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    tell_summary(f"layer '{layer.get_name()}'", report)
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
+@answers_errors
 def run_get_encoder(procedure, run_mode, image, drawables, config, run_data):
     """Filters > Fixative > Get the Recommended Encoder: what a first protection without one asks for."""
-    try:
-        Gimp.progress_init(f"Fixative: getting the recommended encoder ({RECOMMENDED_ENCODER}, 5.4 MB)")
-        get_encoder()
-        Gimp.progress_end()
-        Gimp.message(f"Fixative: the {RECOMMENDED_ENCODER} encoder is ready (checked by SHA-256).")
-        return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-    except PluginError as exc:
-        return _error_values(procedure, str(exc))
-    except (OSError, GLib.Error) as exc:
-        return _error_values(procedure, f"Fixative: {exc}")
+    Gimp.progress_init(f"Fixative: getting the recommended encoder ({RECOMMENDED_ENCODER}, 5.4 MB)")
+    get_encoder()
+    Gimp.progress_end()
+    Gimp.message(f"Fixative: the {RECOMMENDED_ENCODER} encoder is ready (checked by SHA-256).")
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
 
 
 # ----------------------------------------------------------------------------------------------
