@@ -299,19 +299,19 @@ def reachable(
     target it does not, with a note saying so (the last one is taken as it is). A target the user chose is
     taken as it is, at no cost."""
     others = fallbacks(request)
-    passed: list[str] = []
+    passed_over: list[str] = []
     for k, asked in enumerate([request, *others]):
         goal = make_target(asked, hooks())
         try:
             optimised = optimise(goal, reach_floor=REACH_FLOOR if k < len(others) else None)
         except TargetWithinNoise as exc:
             scored = f"{exc.reach:.2f}" if exc.reach > -1000 else "under -1000"
-            passed.append(f"{exc.encoder}'s latents away from {goal.description} (strength {scored})")
+            passed_over.append(f"{exc.encoder}'s latents away from {goal.description} (strength {scored})")
             continue
-        if passed:
+        if passed_over:
             goal.notes.append(
-                f"noise of the budget's size alone moved {' and '.join(passed)}: on a picture this flat or "
-                f"smooth that target lies within the noise, so this protection pulls toward "
+                f"noise of the budget's size alone moved {' and '.join(passed_over)}: on a picture this flat "
+                f"or smooth that target lies within the noise, so this protection pulls toward "
                 f"{goal.description} instead"
             )
         return goal, optimised
