@@ -117,7 +117,9 @@ def reach_of_noise(problem: Problem, seed: int = 0) -> tuple[float, str]:
     """The strength toward the target of noise the size of the whole budget (``PerceptualBudget.noise``),
     and the encoder where it is lowest. Near 0 on artworks and photos; far below 0 on a flat picture whose
     target is close to it, where any change moves the latents farther than the target lies (a grey picture
-    and the grey edit target). ``api.protect.REACH_FLOOR`` has the figures."""
+    and the grey edit target). ``api.protect.REACH_FLOOR`` has the figures. Summed distances over the loss's
+    own start, not ``features.strength``: that reads a zero distance as 0, where this must read it as far
+    below any floor."""
     noisy = problem.budget.noise(problem.images, seed)
     scores = [
         (1 - probe.squared_sum(noisy) / start, getattr(probe.encoder, "name", "the encoder"))
@@ -331,12 +333,12 @@ def run(
     generator = torch.Generator().manual_seed(seed)
     # On a CPU, keep each step's freed activations mapped for the next step (see allocator.py).
     with reuse_freed_memory_for(x, device.type == "cpu"):
-        begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
         problem = prepare(x, budget, encoders, goal, tile, quality.view_weight)
-        if reach_floor is not None:
+        if reach_floor is not None:  # before the start is made: a target passed over costs no more
             reach, encoder = reach_of_noise(problem, seed)
             if reach < reach_floor:
                 raise TargetWithinNoise(reach, encoder)
+        begin = starting_point(x, budget, encoders, goal, quality.random_start, generator, quality.bank_start)
         batch = tile_batch or (1 if device.type == "cpu" else GPU_TILE_BATCH)
         descent = Descent(problem, quality, optimizer, generator, lpips_weight, lpips_budget, batch, levels)
         stop = quality.early_stop if stop_at is None else stop_at

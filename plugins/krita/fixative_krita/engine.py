@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -68,7 +69,7 @@ def default_client_factory():
 _Work = TypeVar("_Work", bound="BackgroundWork")
 
 
-class BackgroundWork:
+class BackgroundWork(ABC):
     """Work on a daemon thread whose state the GUI polls with ``snapshot()``; ``cancel()`` only asks.
 
     Subclasses set ``thread_name`` and ``cancelling`` (the message while a cancel is pending) and write
@@ -114,8 +115,9 @@ class BackgroundWork:
         with self._lock:
             self._state.update(values)
 
+    @abstractmethod
     def _run(self) -> None:
-        raise NotImplementedError
+        """The work itself, on the thread; it ends by setting a finished state."""
 
 
 class ProtectJob(BackgroundWork):
